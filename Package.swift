@@ -1,0 +1,58 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "codeinterp",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "codeinterp", targets: ["codeinterp"]),
+        .executable(name: "codeinterp-worker", targets: ["codeinterp-worker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // C: system calls used between fork and user code, one wrapper per macro or variadic function.
+        .target(name: "CSandbox"),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CPython", pkgConfig: "python3-embed", providers: [.apt(["python3-dev"])]),
+
+        // Models shared by the server side and the worker: requests, results, limits, profiles, wire protocol.
+        .target(name: "InterpreterCore"),
+        // Sandbox profile -> seccomp BPF through libseccomp (compiled once per profile).
+        .target(name: "Seccomp", dependencies: ["InterpreterCore", "CSeccomp"]),
+        // The zygote: single-threaded, embeds libpython, forks one isolated child per execution.
+        .executableTarget(
+            name: "codeinterp-worker",
+            dependencies: ["InterpreterCore", "CSandbox", "CPython"],
+            exclude: ["runtime"],
+            resources: [.embedInCode("runtime/codeinterp_runtime.py")]
+        ),
+        // UUID-keyed blobs + SQLite metadata.
+        .target(name: "FileStore", dependencies: [
+            "InterpreterCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // The execution engine the CLI and the server call: worker processes, limits, file collection.
+        .target(name: "Sandbox", dependencies: [
+            "InterpreterCore", "FileStore", "Seccomp", "CSandbox",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Commands", dependencies: [
+            "Sandbox", "InterpreterCore", "FileStore", "Seccomp",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "codeinterp", dependencies: ["Commands"]),
+
+        .testTarget(name: "InterpreterCoreTests", dependencies: ["InterpreterCore"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "InterpreterCore"]),
+        .testTarget(name: "FileStoreTests", dependencies: ["FileStore"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "FileStore", "InterpreterCore"]),
+        .testTarget(name: "CommandsTests", dependencies: ["InterpreterCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+int ci_placeholder(void) { return 0; }

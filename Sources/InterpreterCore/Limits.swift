@@ -1,0 +1,59 @@
+/// Resource limits of one execution. Profiles set them; a request may lower (never raise) them.
+public struct Limits: Codable, Sendable, Equatable {
+    /// Wall-clock seconds before the execution is killed with status `timeout`.
+    public var wallSeconds: Double
+    /// CPU seconds (RLIMIT_CPU) across the execution's processes.
+    public var cpuSeconds: Int
+    /// Memory the code may add on top of the preloaded interpreter, in bytes.
+    public var memoryBytes: Int64
+    /// Processes and threads the execution may have at once (per slot uid / pids cgroup).
+    public var processes: Int
+    /// Largest file the code may write (RLIMIT_FSIZE).
+    public var fileSizeBytes: Int64
+    /// Open file descriptors (RLIMIT_NOFILE).
+    public var openFiles: Int
+    /// Captured stdout / stderr kept per execution; the rest is dropped and flagged as truncated.
+    public var stdoutBytes: Int
+    public var stderrBytes: Int
+    /// Caps on the files collected from /mnt/data after the run.
+    public var outputFiles: Int
+    public var outputBytes: Int64
+    public var outputDepth: Int
+    /// Size of the private /tmp and /dev/shm of the execution.
+    public var tmpBytes: Int64
+
+    public init(
+        wallSeconds: Double = 30, cpuSeconds: Int = 30, memoryBytes: Int64 = 1 << 30, processes: Int = 64,
+        fileSizeBytes: Int64 = 100 << 20, openFiles: Int = 256, stdoutBytes: Int = 1 << 20, stderrBytes: Int = 1 << 20,
+        outputFiles: Int = 100, outputBytes: Int64 = 200 << 20, outputDepth: Int = 8, tmpBytes: Int64 = 256 << 20
+    ) {
+        self.wallSeconds = wallSeconds
+        self.cpuSeconds = cpuSeconds
+        self.memoryBytes = memoryBytes
+        self.processes = processes
+        self.fileSizeBytes = fileSizeBytes
+        self.openFiles = openFiles
+        self.stdoutBytes = stdoutBytes
+        self.stderrBytes = stderrBytes
+        self.outputFiles = outputFiles
+        self.outputBytes = outputBytes
+        self.outputDepth = outputDepth
+        self.tmpBytes = tmpBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case wallSeconds = "wall_seconds", cpuSeconds = "cpu_seconds", memoryBytes = "memory_bytes"
+        case processes, fileSizeBytes = "file_size_bytes", openFiles = "open_files"
+        case stdoutBytes = "stdout_bytes", stderrBytes = "stderr_bytes"
+        case outputFiles = "output_files", outputBytes = "output_bytes", outputDepth = "output_depth"
+        case tmpBytes = "tmp_bytes"
+    }
+
+    /// The stricter of two limits, field by field: a request can tighten a profile, never loosen it.
+    public func tightened(wallSeconds: Double? = nil, memoryBytes: Int64? = nil) -> Limits {
+        var l = self
+        if let w = wallSeconds { l.wallSeconds = min(l.wallSeconds, w) }
+        if let m = memoryBytes { l.memoryBytes = min(l.memoryBytes, m) }
+        return l
+    }
+}
