@@ -5,8 +5,34 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-// Py_None and Py_DECREF/Py_XDECREF are macros; Swift sees neither.
+// Py_None and Py_XDECREF are macros; Swift sees neither.
 static inline PyObject *ci_py_none(void) { return Py_None; }
 static inline void ci_py_decref(PyObject *o) { Py_XDECREF(o); }
-static inline void ci_py_incref(PyObject *o) { Py_XINCREF(o); }
+
+/// Initializes the embedded interpreter as Debian's /usr/bin/python3 would be, minus the environment:
+/// PYTHON* variables and the user site are ignored, stdio is unbuffered (output streams live), the
+/// interpreter's own signal handlers stay off (the zygote owns signals). Returns NULL or an error message.
+static inline const char *ci_py_initialize(const char *executable) {
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.parse_argv = 0;
+    config.use_environment = 0;
+    config.user_site_directory = 0;
+    config.buffered_stdio = 0;
+    config.install_signal_handlers = 0;
+    config.safe_path = 1;
+    PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, executable);
+    if (!PyStatus_Exception(status)) status = PyConfig_SetBytesString(&config, &config.executable, executable);
+    if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) return status.err_msg ? status.err_msg : "Py_InitializeFromConfig failed";
+    return NULL;
+}
+
+/// callable(*args) for up to two arguments (PyObject_CallFunctionObjArgs is variadic).
+static inline PyObject *ci_py_call0(PyObject *callable) { return PyObject_CallNoArgs(callable); }
+static inline PyObject *ci_py_call1(PyObject *callable, PyObject *a) { return PyObject_CallOneArg(callable, a); }
+static inline PyObject *ci_py_call2(PyObject *callable, PyObject *a, PyObject *b) {
+    return PyObject_CallFunctionObjArgs(callable, a, b, NULL);
+}
 #endif

@@ -1,1 +1,151 @@
-int ci_placeholder(void) { return 0; }
+#define _GNU_SOURCE
+#include "CSandbox.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const int CI_CLONE_NEWNS = CLONE_NEWNS, CI_CLONE_NEWNET = CLONE_NEWNET, CI_CLONE_NEWIPC = CLONE_NEWIPC,
+          CI_CLONE_NEWUTS = CLONE_NEWUTS, CI_CLONE_NEWPID = CLONE_NEWPID, CI_CLONE_NEWUSER = CLONE_NEWUSER;
+const int CI_RLIMIT_AS = RLIMIT_AS, CI_RLIMIT_CPU = RLIMIT_CPU, CI_RLIMIT_FSIZE = RLIMIT_FSIZE,
+          CI_RLIMIT_NOFILE = RLIMIT_NOFILE, CI_RLIMIT_NPROC = RLIMIT_NPROC, CI_RLIMIT_CORE = RLIMIT_CORE;
+
+const int CI_O_PATH = O_PATH, CI_AT_EMPTY_PATH = AT_EMPTY_PATH;
+
+int ci_unshare(int flags) { return unshare(flags); }
+int ci_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int ci_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
+int ci_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
+
+long ci_locked_mount_flags(const char *path) {
+    struct statvfs v;
+    if (statvfs(path, &v) != 0) return -1;
+    long f = 0;
+    if (v.f_flag & ST_RDONLY) f |= MS_RDONLY;
+    if (v.f_flag & ST_NOSUID) f |= MS_NOSUID;
+    if (v.f_flag & ST_NODEV) f |= MS_NODEV;
+    if (v.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+    if (v.f_flag & ST_NOATIME) f |= MS_NOATIME;
+    if (v.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (v.f_flag & ST_RELATIME) f |= MS_RELATIME;
+    return f;
+}
+int ci_setns(int fd, int nstype) { return setns(fd, nstype); }
+// glibc has no wrapper for pivot_root.
+int ci_pivot_root(const char *new_root, const char *put_old) { return (int)syscall(SYS_pivot_root, new_root, put_old); }
+int ci_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
+int ci_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+int ci_set_not_dumpable(void) { return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }
+
+void ci_close_from(int lowfd) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = lowfd; fd < max; fd++) close((int)fd);
+}
+
+int ci_load_seccomp_filter(const void *instructions, size_t byte_count) {
+    struct sock_fprog prog = {
+        .len = (unsigned short)(byte_count / sizeof(struct sock_filter)),
+        .filter = (struct sock_filter *)instructions,
+    };
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+ci_child_report *ci_child_report_create(void) {
+    void *p = mmap(NULL, sizeof(ci_child_report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    ci_child_report *r = p;
+    r->blocked_syscall = -1;
+    r->stage = 0;
+    r->error[0] = 0;
+    return r;
+}
+
+void ci_child_report_destroy(ci_child_report *r) { if (r) munmap(r, sizeof(ci_child_report)); }
+
+static ci_child_report *sigsys_report;
+
+static void sigsys_handler(int sig, siginfo_t *info, void *ctx) {
+    (void)sig; (void)ctx;
+    if (sigsys_report) sigsys_report->blocked_syscall = info->si_syscall;
+    // The call was not executed; end the whole process (every thread) as the kill action would have.
+    kill(getpid(), SIGKILL);
+    for (;;) pause();
+}
+
+int ci_install_sigsys_reporter(ci_child_report *report) {
+    sigsys_report = report;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = sigsys_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGSYS, &sa, NULL);
+}
+
+int ci_signalfd_sigchld(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+void ci_drain_signalfd(int fd) {
+    struct signalfd_siginfo info;
+    while (read(fd, &info, sizeof info) == sizeof info) {}
+}
+
+int ci_unblock_all_signals_and_reset(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGXFSZ, SIG_IGN);  // oversized writes fail with EFBIG (a Python OSError) instead of killing
+    return sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
+int ci_wifexited(int status) { return WIFEXITED(status); }
+int ci_wexitstatus(int status) { return WEXITSTATUS(status); }
+int ci_wifsignaled(int status) { return WIFSIGNALED(status); }
+int ci_wtermsig(int status) { return WTERMSIG(status); }
+
+int ci_setrlimit(int resource, uint64_t soft, uint64_t hard) {
+    struct rlimit rl = { .rlim_cur = soft, .rlim_max = hard };
+    return setrlimit(resource, &rl);
+}
+
+static long status_field(const char *name) {
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *p = strstr(buf, name);
+    if (!p) return -1;
+    return strtol(p + strlen(name), NULL, 10);
+}
+
+int ci_thread_count(void) { return (int)status_field("\nThreads:"); }
+uint64_t ci_vm_size(void) { long kb = status_field("\nVmSize:"); return kb > 0 ? (uint64_t)kb * 1024 : 0; }
+
+pid_t ci_fork(void) {
+    fflush(NULL);
+    return fork();
+}

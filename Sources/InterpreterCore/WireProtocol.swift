@@ -14,6 +14,7 @@ public enum FrameKind: UInt8, Sendable {
     case stderr = 12
     case exited = 13         // payload: ChildReport JSON; the last frame of a job
     case rejected = 14       // payload: {"message": ...}; the job never started
+    case outcome = 15        // payload: the Python runtime's JSON (RuntimeOutcome), raw; before `exited`
 }
 
 public struct Frame: Sendable, Equatable {
@@ -237,7 +238,9 @@ public struct ChildReport: Codable, Sendable, Equatable {
     public var outputLimited: Bool
     public var stdoutTruncated: Bool
     public var stderrTruncated: Bool
-    /// Name of the system call that a kill rule of the profile stopped.
+    /// The system call that a kill rule of the profile stopped: its number (from the worker) and name (the
+    /// engine resolves it with libseccomp).
+    public var blockedSyscallNumber: Int32?
     public var blockedSyscall: String?
     /// Why the sandbox could not be set up (the user's code never ran).
     public var sandboxError: String?
@@ -272,13 +275,13 @@ public struct ChildReport: Codable, Sendable, Equatable {
         case exitCode = "exit_code", wallMs = "wall_ms", cpuMs = "cpu_ms", maxRssKb = "max_rss_kb"
         case timedOut = "timed_out", cpuLimited = "cpu_limited", memoryLimited = "memory_limited"
         case outputLimited = "output_limited", stdoutTruncated = "stdout_truncated", stderrTruncated = "stderr_truncated"
-        case blockedSyscall = "blocked_syscall", sandboxError = "sandbox_error", zygoteThreads = "zygote_threads"
+        case blockedSyscall = "blocked_syscall", blockedSyscallNumber = "blocked_syscall_number", sandboxError = "sandbox_error", zygoteThreads = "zygote_threads"
     }
 
     /// The status a user sees, from how the child ended. Order matters: the cause, not the symptom
     /// (a timed-out child also died of SIGKILL).
     public var status: ExecutionStatus {
-        if blockedSyscall != nil { return .blockedSyscall }
+        if blockedSyscall != nil || blockedSyscallNumber != nil { return .blockedSyscall }
         if timedOut || cpuLimited { return .timeout }
         if memoryLimited { return .memoryLimit }
         if outputLimited { return .outputLimit }

@@ -1,1 +1,56 @@
-print("worker")
+import CSandbox
+import Foundation
+import InterpreterCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The zygote. Spawned by the engine with a socket on --control-fd; never started by people.
+// Single-threaded by design: no Dispatch, no async, no Foundation.Process. Forking is only safe that way.
+
+let started = monotonicSeconds()
+let config: WorkerConfig
+do { config = try WorkerConfig.parse(CommandLine.arguments) } catch {
+    FileHandle.standardError.write(Data("codeinterp-worker: \(error)\n".utf8))
+    exit(2)
+}
+// Die with the engine, whatever happens to it.
+ci_set_parent_death_signal(SIGKILL)
+if getppid() == 1 { exit(0) }
+
+// Thread pools of numerical libraries would make the zygote multi-threaded (pandas pulls in OpenMP).
+for (k, v) in ["OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "NUMEXPR_NUM_THREADS": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": config.mplConfigDir] {
+    setenv(k, v, 1)
+}
+mkdir(config.mplConfigDir, 0o755)
+
+let cgroupName = "\(config.cgroupName)-\(getpid())"
+if geteuid() == 0 { SlotCgroups.removeStale(prefix: "\(config.cgroupName)-") }
+let cgroups = geteuid() == 0 ? SlotCgroups.create(name: cgroupName, slots: config.slots) : nil
+var namespaces = ZygoteNamespaces.enter()
+namespaces.report.uidPerSlot = namespaces.report.root
+namespaces.report.cgroups = cgroups != nil ? "v1 memory+pids" : nil
+if cgroups == nil {
+    namespaces.report.notes.append("no writable cgroup v1 memory/pids controllers: memory is limited by RLIMIT_AS only, leftover processes are killed by process group")
+}
+
+let python: EmbeddedPython
+do { python = try EmbeddedPython(executable: config.python) } catch {
+    FileHandle.standardError.write(Data("codeinterp-worker: \(error)\n".utf8))
+    exit(3)
+}
+let (loaded, failed) = python.preload(config.preload)
+python.warmup()
+
+let zygote: Zygote
+do {
+    zygote = try Zygote(config: config, python: python, namespaces: namespaces, cgroups: cgroups)
+} catch {
+    FileHandle.standardError.write(Data("codeinterp-worker: \(error)\n".utf8))
+    exit(4)
+}
+zygote.sendJSON(.hello, job: 0, WorkerHello(
+    pid: getpid(), threads: Int(ci_thread_count()), python: python.version, preloaded: loaded, failedPreloads: failed,
+    isolation: namespaces.report, startupMs: Int((monotonicSeconds() - started) * 1000)))
+zygote.run()

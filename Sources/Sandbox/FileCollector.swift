@@ -1,0 +1,102 @@
+import FileStore
+import Foundation
+import InterpreterCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Collects what the code left in its /mnt/data into the store. Runs only after every process of the execution is
+/// dead, so nothing can swap a file for a symlink under it; still, every open is relative to a directory descriptor
+/// with O_NOFOLLOW, and only regular files are taken.
+struct FileCollector {
+    var limits: Limits
+    var store: FileStore
+    var sessionId: String?
+
+    struct Outcome {
+        var files: [StoredFile] = []
+        var skipped: [String] = []
+    }
+
+    func collect(workdir: String, excluding: Set<String> = []) -> Outcome {
+        var outcome = Outcome()
+        var bytes: Int64 = 0
+        let root = open(workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard root >= 0 else { return outcome }
+        walk(dirFd: root, relative: "", depth: 0, bytes: &bytes, outcome: &outcome, excluding: excluding)
+        outcome.files.sort { $0.path < $1.path }
+        return outcome
+    }
+
+    private func walk(dirFd: Int32, relative: String, depth: Int, bytes: inout Int64, outcome: inout Outcome,
+                      excluding: Set<String>) {
+        guard let dir = fdopendir(dirFd) else {
+            close(dirFd)
+            return
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        for name in names.sorted() {
+            let rel = relative.isEmpty ? name : "\(relative)/\(name)"
+            var st = stat()
+            guard fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR:
+                guard depth + 1 < limits.outputDepth else {
+                    outcome.skipped.append("\(rel)/ (deeper than \(limits.outputDepth) levels)")
+                    continue
+                }
+                let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if sub >= 0 { walk(dirFd: sub, relative: rel, depth: depth + 1, bytes: &bytes, outcome: &outcome, excluding: excluding) }
+            case S_IFREG:
+                if excluding.contains(rel) { continue }
+                guard outcome.files.count < limits.outputFiles else {
+                    outcome.skipped.append("\(rel) (more than \(limits.outputFiles) files)")
+                    continue
+                }
+                guard bytes + Int64(st.st_size) <= limits.outputBytes else {
+                    outcome.skipped.append("\(rel) (over the \(limits.outputBytes)-byte output limit)")
+                    continue
+                }
+                let fd = openat(dirFd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+                guard fd >= 0 else { continue }
+                defer { close(fd) }
+                if let file = try? store.store(fd: fd, name: name, path: "/mnt/data/\(rel)", source: "assistant",
+                                               sessionId: sessionId, maxBytes: limits.outputBytes - bytes) {
+                    bytes += file.sizeBytes
+                    outcome.files.append(file)
+                }
+            default:
+                // Symlinks, fifos, sockets, devices: never followed, never collected.
+                continue
+            }
+        }
+    }
+}
+
+/// Removes a directory tree without following symlinks.
+func removeTree(_ path: String) {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    if fd >= 0 { removeContents(of: fd) }
+    rmdir(path)
+}
+
+private func removeContents(of dirFd: Int32) {
+    guard let dir = fdopendir(dirFd) else { close(dirFd); return }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    for name in names {
+        if unlinkat(dirFd, name, 0) == 0 { continue }
+        let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if sub >= 0 { removeContents(of: sub) }
+        unlinkat(dirFd, name, AT_REMOVEDIR)
+    }
+}

@@ -1,0 +1,191 @@
+import CSandbox
+import InterpreterCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything a child needs to confine itself before user code runs.
+struct IsolationPlan {
+    var workdir: String
+    /// Unprivileged uid/gid of the slot; nil where the host cannot give one (not root).
+    var uid: UInt32?
+    var limits: Limits
+    var network: Bool
+    var hostNetworkFd: Int32?
+    var cgroupProcs: [String]
+    var filter: [UInt8]
+    var report: UnsafeMutablePointer<ci_child_report>
+    /// The zygote's address-space size; the code's memory allowance comes on top of it.
+    var baseAddressSpace: UInt64
+    var namespaces: Bool
+}
+
+/// The isolation sequence of a child, in order. Runs in the forked child of the single-threaded zygote, as root
+/// (or root of the zygote's user namespace), and ends with the seccomp filter, after which only user code runs.
+///
+///  1. own session, join the slot's cgroups
+///  2. network: stay in the empty namespace unless the profile allows it
+///  3. own mount namespace; a new root on tmpfs: read-only /usr and /etc (secrets masked), minimal /dev,
+///     private /proc (other slots hidden), tmpfs /tmp and /dev/shm, /mnt/data bound from the host workdir
+///  4. pivot into it, make / read-only, cwd /mnt/data
+///  5. rlimits; 6. drop to the slot uid, no groups; 7. clean environment; 8. close inherited descriptors;
+///  9. no_new_privs, SIGSYS reporter, seccomp filter (last)
+func isolate(_ plan: IsolationPlan) throws(SystemCallError) {
+    func stage(_ n: Int32) { plan.report.pointee.stage = n }
+
+    stage(1)
+    setsid()
+    for file in plan.cgroupProcs {
+        guard writeFile(file, String(getpid())) else { throw SystemCallError(operation: "join cgroup \(file)", errno: errno) }
+    }
+
+    stage(2)
+    if plan.network, let fd = plan.hostNetworkFd {
+        try check("enter the host network namespace") { ci_setns(fd, CI_CLONE_NEWNET) }
+    }
+
+    stage(3)
+    if plan.namespaces {
+        try buildRoot(plan)
+    } else {
+        try check("chdir \(plan.workdir)") { chdir(plan.workdir) }
+    }
+
+    stage(5)
+    let l = plan.limits
+    try check("RLIMIT_AS") { ci_setrlimit(CI_RLIMIT_AS, plan.baseAddressSpace + UInt64(l.memoryBytes), plan.baseAddressSpace + UInt64(l.memoryBytes)) }
+    try check("RLIMIT_CPU") { ci_setrlimit(CI_RLIMIT_CPU, UInt64(l.cpuSeconds), UInt64(l.cpuSeconds + 1)) }
+    try check("RLIMIT_FSIZE") { ci_setrlimit(CI_RLIMIT_FSIZE, UInt64(l.fileSizeBytes), UInt64(l.fileSizeBytes)) }
+    try check("RLIMIT_NOFILE") { ci_setrlimit(CI_RLIMIT_NOFILE, UInt64(l.openFiles), UInt64(l.openFiles)) }
+    try check("RLIMIT_CORE") { ci_setrlimit(CI_RLIMIT_CORE, 0, 0) }
+    if plan.uid != nil {
+        try check("RLIMIT_NPROC") { ci_setrlimit(CI_RLIMIT_NPROC, UInt64(l.processes), UInt64(l.processes)) }
+    }
+
+    stage(6)
+    if let uid = plan.uid {
+        try check("setgroups") { setgroups(0, nil) }
+        try check("setresgid \(uid)") { ci_setresgid(uid) }
+        try check("setresuid \(uid)") { ci_setresuid(uid) }
+    }
+
+    stage(7)
+    clearenv()
+    let env = [
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "USER": "sandbox",
+        "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib",
+        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    ]
+    for (k, v) in env { setenv(k, v, 1) }
+
+    stage(8)
+    ci_close_from(4)
+
+    stage(9)
+    try check("no_new_privs") { ci_set_no_new_privs() }
+    try check("SIGSYS handler") { ci_install_sigsys_reporter(plan.report) }
+    let loaded = plan.filter.withUnsafeBytes { ci_load_seccomp_filter($0.baseAddress, $0.count) }
+    if loaded != 0 { throw SystemCallError(operation: "load seccomp filter", errno: errno) }
+    stage(10)
+}
+
+/// Step 3 and 4: a fresh root on tmpfs with only what Python and the scientific stack need.
+private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
+    // Opened before anything is mounted over the path that contains it.
+    let workdirFd = open(plan.workdir, CI_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard workdirFd >= 0 else { throw SystemCallError(operation: "open workdir \(plan.workdir)", errno: errno) }
+    if let uid = plan.uid {
+        try check("chown workdir") { fchownat(workdirFd, "", uid, uid, CI_AT_EMPTY_PATH) }
+    }
+    try check("unshare mount namespace") { ci_unshare(CI_CLONE_NEWNS) }
+    try check("make mounts private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
+
+    let root = "/tmp"
+    try mountFs("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    for dir in ["usr", "etc", "proc", "dev", "dev/shm", "tmp", "mnt", "mnt/data", "run", "var", "run/codeinterp"] {
+        try check("mkdir /\(dir)") { mkdir("\(root)/\(dir)", 0o755) }
+    }
+    // Merged-/usr hosts have /bin -> usr/bin; mirror whatever the host has.
+    for link in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
+        var buf = [CChar](repeating: 0, count: 256)
+        let n = readlink("/\(link)", &buf, buf.count - 1)
+        if n > 0 {
+            let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            try check("symlink /\(link)") { symlink(target, "\(root)/\(link)") }
+        } else if access("/\(link)", F_OK) == 0 {
+            try check("mkdir /\(link)") { mkdir("\(root)/\(link)", 0o755) }
+            try bindReadOnly("/\(link)", "\(root)/\(link)")
+        }
+    }
+    try check("symlink /var/tmp") { symlink("/tmp", "\(root)/var/tmp") }
+    try bindReadOnly("/usr", "\(root)/usr")
+
+    // /etc read-only, with what could hold secrets masked and a passwd that knows the sandbox user.
+    let uid = plan.uid ?? 0
+    try writeNewFile("\(root)/run/codeinterp/passwd",
+                     "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:\(uid):\(uid):sandbox:/tmp:/bin/sh\n")
+    try writeNewFile("\(root)/run/codeinterp/group", "root:x:0:\nsandbox:x:\(uid):\n")
+    try writeNewFile("\(root)/run/codeinterp/empty", "")
+    try bindReadOnly("/etc", "\(root)/etc")
+    try bindReadOnly("\(root)/run/codeinterp/passwd", "\(root)/etc/passwd")
+    try bindReadOnly("\(root)/run/codeinterp/group", "\(root)/etc/group")
+    for secret in ["shadow", "gshadow", "shadow-", "gshadow-", "sudoers", "ssh", "codeinterp", "ssl/private"] {
+        var st = stat()
+        guard lstat("/etc/\(secret)", &st) == 0 else { continue }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            try mountFs("tmpfs", "\(root)/etc/\(secret)", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0755")
+        } else if (st.st_mode & S_IFMT) == S_IFREG {
+            try bindReadOnly("\(root)/run/codeinterp/empty", "\(root)/etc/\(secret)")
+        }
+    }
+
+    for device in ["null", "zero", "full", "random", "urandom"] {
+        try writeNewFile("\(root)/dev/\(device)", "")
+        try mountFs("/dev/\(device)", "\(root)/dev/\(device)", nil, MS_BIND, nil)
+    }
+    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                           ("stderr", "/proc/self/fd/2")] {
+        try check("symlink /dev/\(name)") { symlink(target, "\(root)/dev/\(name)") }
+    }
+    let tmpOptions = "size=\(plan.limits.tmpBytes),mode=1777"
+    try mountFs("tmpfs", "\(root)/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmpOptions)
+    try mountFs("tmpfs", "\(root)/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmpOptions)
+    // hidepid=2: other slots' processes (and the zygote) are invisible; the pid namespace hides the host.
+    try mountFs("proc", "\(root)/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+    try mountFs("/proc/self/fd/\(workdirFd)", "\(root)/mnt/data", nil, MS_BIND, nil)
+    try remount("\(root)/mnt/data", extra: 0)
+    close(workdirFd)
+
+    // pivot_root(".", ".") stacks the old root under the new one; detaching "." then drops it.
+    try check("chdir new root") { chdir(root) }
+    try check("pivot_root") { ci_pivot_root(".", ".") }
+    try check("detach old root") { umount2(".", Int32(MNT_DETACH)) }
+    try check("chdir /") { chdir("/") }
+    try check("make / read-only") { mount(nil, "/", nil, UInt(MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV), nil) }
+    try check("chdir /mnt/data") { chdir("/mnt/data") }
+}
+
+private func mountFs(_ source: String, _ target: String, _ type: String?, _ flags: Int, _ data: String?) throws(SystemCallError) {
+    try check("mount \(target)") { mount(source, target, type, UInt(flags), data) }
+}
+
+private func bindReadOnly(_ source: String, _ target: String) throws(SystemCallError) {
+    try mountFs(source, target, nil, MS_BIND | MS_REC, nil)
+    try remount(target, extra: MS_RDONLY)
+}
+
+/// Remounts a bind mount with nosuid/nodev (+ extra), keeping flags the kernel locks (a user namespace may not
+/// clear noexec or ro set by the host).
+private func remount(_ target: String, extra: Int) throws(SystemCallError) {
+    let locked = ci_locked_mount_flags(target)
+    guard locked >= 0 else { throw SystemCallError(operation: "statvfs \(target)", errno: errno) }
+    let flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | extra | locked
+    try check("remount \(target)") { mount(nil, target, nil, UInt(flags), nil) }
+}
+
+private func writeNewFile(_ path: String, _ text: String) throws(SystemCallError) {
+    let fd = try check("create \(path)") { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+    defer { close(fd) }
+    guard writeAll(fd, Array(text.utf8)) else { throw SystemCallError(operation: "write \(path)", errno: errno) }
+}
