@@ -45,6 +45,7 @@ let package = Package(
         .target(name: "Commands", dependencies: [
             "Sandbox", "InterpreterCore", "FileStore", "Seccomp",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codeinterp", dependencies: ["Commands"]),
 

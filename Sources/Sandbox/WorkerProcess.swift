@@ -46,6 +46,12 @@ final class WorkerProcess: Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             throw EngineError(.workerFailed, "socketpair: \(String(cString: strerror(errno)))")
         }
+        // dup2(3, 3) would keep close-on-exec set: make sure the child's end is not already fd 3.
+        if pair[1] == 3 {
+            let moved = fcntl(pair[1], F_DUPFD_CLOEXEC, 10)
+            close(pair[1])
+            pair[1] = moved
+        }
         let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         defer { if log >= 0 { close(log) } }
         var actions = posix_spawn_file_actions_t()

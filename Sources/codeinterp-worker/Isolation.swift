@@ -92,14 +92,14 @@ func isolate(_ plan: IsolationPlan) throws(SystemCallError) {
 
 /// Step 3 and 4: a fresh root on tmpfs with only what Python and the scientific stack need.
 private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
-    // Opened before anything is mounted over the path that contains it.
+    try check("unshare mount namespace") { ci_unshare(CI_CLONE_NEWNS) }
+    try check("make mounts private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
+    // Opened in the new namespace (a bind source must belong to it) and before anything is mounted over its path.
     let workdirFd = open(plan.workdir, CI_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     guard workdirFd >= 0 else { throw SystemCallError(operation: "open workdir \(plan.workdir)", errno: errno) }
     if let uid = plan.uid {
         try check("chown workdir") { fchownat(workdirFd, "", uid, uid, CI_AT_EMPTY_PATH) }
     }
-    try check("unshare mount namespace") { ci_unshare(CI_CLONE_NEWNS) }
-    try check("make mounts private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
 
     let root = "/tmp"
     try mountFs("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")

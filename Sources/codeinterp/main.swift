@@ -1,1 +1,4 @@
 import Commands
+
+// `main()` of an AsyncParsableCommand is async only through the protocol; call it through the async entry point.
+await CodeInterpEntry.run()

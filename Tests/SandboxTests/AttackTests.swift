@@ -1,0 +1,97 @@
+import Foundation
+import InterpreterCore
+import Testing
+@testable import Sandbox
+
+/// Each security claim, shown by trying the attack. scripts/test runs these inside an outer pid+net namespace.
+@Suite("Attacks fail", .serialized)
+struct AttackTests {
+    @Test func networkConnectionIsRefused() async throws {
+        let r = try await EngineFixture.run("import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=2)")
+        #expect(r.status == .error)
+        #expect(r.error?.name == "PermissionError")
+    }
+
+    @Test func shadowIsUnreadable() async throws {
+        let r = try await EngineFixture.run("open('/etc/shadow').read()")
+        #expect(r.status == .error)
+        #expect(r.error?.name == "PermissionError" || r.result?["text/plain"] == "''")
+    }
+
+    @Test func parentEnvironmentIsInvisible() async throws {
+        setenv("CODEINTERP_TEST_SECRET", "hunter2", 1)
+        let r = try await EngineFixture.run("""
+            import os, glob
+            leaks = [k for k, v in os.environ.items() if 'hunter2' in v or k == 'CODEINTERP_TEST_SECRET']
+            for path in glob.glob('/proc/*/environ'):
+                try:
+                    if b'hunter2' in open(path, 'rb').read(): leaks.append(path)
+                except OSError:
+                    pass
+            (leaks, sorted(p for p in os.listdir('/proc') if p.isdigit()) == [str(os.getpid())])
+            """)
+        #expect(r.status == .ok)
+        #expect(r.result?["text/plain"] == "([], True)")
+    }
+
+    @Test func killAllProcessesReachesOnlyTheSandbox() async throws {
+        let r = try await EngineFixture.run("import os\nos.kill(-1, 9)\n'still here'")
+        // Either refused or it killed only itself; the engine and the next run are fine either way.
+        #expect(r.status == .killed || r.status == .error || r.status == .ok)
+        let next = try await EngineFixture.run("'alive'")
+        #expect(next.result?["text/plain"] == "'alive'")
+    }
+
+    @Test func runsAsUnprivilegedUser() async throws {
+        let r = try await EngineFixture.run("import os\n(os.getuid() != 0, os.getgid() != 0, os.getgroups())")
+        #expect(r.result?["text/plain"] == "(True, True, [])")
+    }
+
+    @Test func filesOutsideMntDataDoNotPersist() async throws {
+        let first = try await EngineFixture.run("""
+            open('/tmp/left.txt', 'w').write('x')
+            try:
+                open('/usr/evil.txt', 'w')
+                usr = 'writable'
+            except OSError as e:
+                usr = type(e).__name__
+            usr
+            """)
+        #expect(first.result?["text/plain"] == "'OSError'" || first.result?["text/plain"] == "'PermissionError'")
+        #expect(first.files.isEmpty)
+        let second = try await EngineFixture.run("import os\nos.path.exists('/tmp/left.txt')")
+        #expect(second.result?["text/plain"] == "False")
+        #expect(!FileManager.default.fileExists(atPath: "/usr/evil.txt"))
+    }
+
+    @Test func symlinkToPasswdIsNotCollected() async throws {
+        let r = try await EngineFixture.run("""
+            import os
+            os.symlink('/etc/passwd', 'passwd_link')
+            os.makedirs('sub', exist_ok=True)
+            os.symlink('/etc', 'sub/etc_link')
+            open('real.txt', 'w').write('ok')
+            """)
+        #expect(r.status == .ok)
+        #expect(r.files.map(\.name) == ["real.txt"])
+    }
+
+    @Test func forbiddenSystemCallKillsAndIsNamed() async throws {
+        let r = try await EngineFixture.run("""
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.ptrace(0, 0, 0, 0)
+            'not reached'
+            """)
+        #expect(r.status == .blockedSyscall)
+        #expect(r.blockedSyscall == "ptrace")
+        let next = try await EngineFixture.run("'fine'")
+        #expect(next.status == .ok)
+    }
+
+    @Test func unshareIsBlocked() async throws {
+        let r = try await EngineFixture.run("import ctypes\nctypes.CDLL(None).unshare(0x10000000)")
+        #expect(r.status == .blockedSyscall)
+        #expect(r.blockedSyscall == "unshare")
+    }
+}

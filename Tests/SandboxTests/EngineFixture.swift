@@ -1,0 +1,27 @@
+import Foundation
+import InterpreterCore
+@testable import Sandbox
+
+/// One engine (one zygote) shared by the suites: starting it preloads the scientific stack, which takes seconds.
+enum EngineFixture {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static let dataDirectory: String = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-tests-\(getpid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }()
+
+    static let engine: ExecutionEngine = {
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_PROFILES_DIR"] = packageRoot.appendingPathComponent("sandbox-profiles").path
+        var config = EngineConfiguration.defaults(dataDirectory: dataDirectory, environment: env)
+        config.slots = 4
+        return try! ExecutionEngine(configuration: config)
+    }()
+
+    static func run(_ code: String, timeout: Double? = nil, memory: Int64? = nil, profile: String = "default") async throws -> ExecutionResult {
+        try await engine.execute(ExecutionRequest(code: code, profile: profile, timeoutSeconds: timeout, memoryBytes: memory))
+    }
+}
