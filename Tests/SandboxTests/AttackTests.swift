@@ -13,9 +13,17 @@ struct AttackTests {
     }
 
     @Test func shadowIsUnreadable() async throws {
-        let r = try await EngineFixture.run("open('/etc/shadow').read()")
-        #expect(r.status == .error)
-        #expect(r.error?.name == "PermissionError" || r.result?["text/plain"] == "''")
+        // Masked by an empty file and unreadable by the slot uid anyway: no hash may come back either way.
+        let r = try await EngineFixture.run("""
+            try:
+                leaked = 'root:' in open('/etc/shadow').read()
+            except PermissionError:
+                leaked = False
+            leaked
+            """)
+        #expect(r.status == .ok)
+        #expect(r.result?["text/plain"] == "False")
+        #expect(try String(contentsOfFile: "/etc/shadow", encoding: .utf8).contains("root:"), "the host file must have content for this test to mean anything")
     }
 
     @Test func parentEnvironmentIsInvisible() async throws {
