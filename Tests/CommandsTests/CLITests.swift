@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+
+/// Runs the built `codeinterp` binary as a user would.
+@Suite("codeinterp CLI", .serialized)
+struct CLITests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-cli-\(getpid())").path
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// The binary sits next to this test bundle in .build/<config>/.
+    static func binary() -> String {
+        let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [bundleDir.appendingPathComponent("codeinterp").path,
+                          bundleDir.deletingLastPathComponent().appendingPathComponent("codeinterp").path,
+                          root.appendingPathComponent(".build/debug/codeinterp").path]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return root.appendingPathComponent(".build/debug/codeinterp").path
+    }
+
+    func codeinterp(_ args: [String], stdin: String? = nil) throws -> Output {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary())
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_DATA_DIR"] = Self.dataDir
+        env["CODEINTERP_PROFILES_DIR"] = Self.root.appendingPathComponent("sandbox-profiles").path
+        env["CODEINTERP_PRELOAD"] = "numpy,pandas,matplotlib.pyplot"
+        p.environment = env
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = input
+        try p.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    @Test func stdinValueIsPrinted() throws {
+        let r = try codeinterp(["run", "-"], stdin: "import numpy as np; np.arange(5).sum()")
+        #expect(r.status == 0)
+        #expect(r.stdout == "10\n")
+    }
+
+    @Test func jsonResultOfABlockedConnection() throws {
+        let r = try codeinterp(["run", "-c", "import socket; socket.create_connection((\"127.0.0.1\", 22))", "--json"])
+        #expect(r.status == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(object["status"] as? String == "error")
+        #expect((object["error"] as? [String: Any])?["name"] as? String == "PermissionError")
+        #expect(object.keys.contains("session_id") && object.keys.contains("usage") && object.keys.contains("truncated"))
+    }
+
+    @Test func chartExampleIsCopiedToOut() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-out-\(getpid())").path
+        let r = try codeinterp(["run", Self.root.appendingPathComponent("examples/chart.py").path, "--out", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("best month:"))
+        #expect(r.stdout.contains("/mnt/data/chart.png"))
+        let png = try Data(contentsOf: URL(fileURLWithPath: out + "/chart.png"))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+    }
+
+    @Test func tracebackAndNonZeroExit() throws {
+        let r = try codeinterp(["run", "-c", "x = {}\nx['missing']"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("KeyError"))
+        #expect(r.stderr.contains("x['missing']"))
+    }
+
+    @Test func timeoutOption() throws {
+        let r = try codeinterp(["run", "-c", "while True: pass", "--timeout", "1"])
+        #expect(r.status == 3)
+        #expect(r.stderr.contains("timeout"))
+    }
+
+    @Test func networkFlagIsRefusedByTheDefaultProfile() throws {
+        let r = try codeinterp(["run", "-c", "1", "--network"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("does not allow network"))
+    }
+
+    @Test func profileWithATypoIsReportedWithItsLine() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("typo-\(getpid()).json").path
+        try "{\n  \"extends\": \"default\",\n  \"netwrok\": true\n}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try codeinterp(["profile", "validate", path])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains(":3:"))
+        #expect(r.stderr.contains("network"))
+        let ok = try codeinterp(["profile", "validate", "default"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+    }
+
+    @Test func badArgumentsAreExplained() throws {
+        let r = try codeinterp(["run"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("-c CODE"))
+        let m = try codeinterp(["run", "-c", "1", "--memory", "lots"])
+        #expect(m.status != 0)
+        #expect(m.stderr.contains("--memory"))
+    }
+
+    @Test func doctorReportsIsolation() throws {
+        let r = try codeinterp(["doctor"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("pid namespace"))
+        #expect(r.stdout.contains("probe execution   ok"))
+    }
+}
