@@ -318,8 +318,10 @@ class FigureTests(RuntimeTestCase):
     def test_show_from_any_import_path(self):
         run = self.run_cells("from matplotlib.pyplot import plot, show, close\nplot([1, 2])\nshow()\nclose()",
                              "import matplotlib\nimport matplotlib.pyplot\nmatplotlib.pyplot.plot([3])\n"
-                             "matplotlib.pyplot.show()")
-        self.assertEqual([len(outcome["displays"]) for outcome in run.outcomes], [1, 1])
+                             "matplotlib.pyplot.show()",
+                             "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                             "plt.switch_backend('agg')\nplt.plot([4])\nplt.show()\nplt.close('all')")
+        self.assertEqual([len(outcome["displays"]) for outcome in run.outcomes], [1, 1, 1])
 
     def test_show_renders_every_open_figure(self):
         run = self.run_cells("import matplotlib.pyplot as plt\nplt.figure()\nplt.plot([1])\n"
@@ -384,11 +386,13 @@ class HelperTests(RuntimeTestCase):
 
     def test_pil_show_is_a_display(self):
         run = self.run_cells("from PIL import Image\nimg = Image.new('RGB', (8, 6), 'red')\nimg.show()\n"
-                             "Image.new('CMYK', (3, 2)).show()")
+                             "Image.new('CMYK', (3, 2)).show()\ndisplay(Image.new('RGBA', (2, 2)))")
         self.assertIsNone(run.error)
-        self.assertEqual(len(run.pngs), 2)
+        self.assertEqual(len(run.pngs), 3)
         self.assert_png(run.pngs[0], size=(8, 6))
         self.assert_png(run.pngs[1], size=(3, 2))
+        self.assert_png(run.pngs[2], size=(2, 2))
+        self.assertEqual(run.stdout, "")
 
     def test_pil_image_as_value(self):
         run = self.run_cells("from PIL import Image\nImage.new('L', (5, 4))")

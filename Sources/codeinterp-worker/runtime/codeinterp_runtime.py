@@ -134,11 +134,13 @@ def warmup():
     try:
         import matplotlib.pyplot as pyplot
         figure, axes = pyplot.subplots()
-        axes.plot([0, 1, 2], [0, 1, 4], label="warmup")
-        axes.set_title("warmup")
-        axes.legend()
-        _figure_png(figure)
-        pyplot.close(figure)
+        try:
+            axes.plot([0, 1, 2], [0, 1, 4], label="warmup")
+            axes.set_title("warmup")
+            axes.legend()
+            _figure_png(figure)
+        finally:
+            pyplot.close(figure)  # a figure left open would show up in every child's first cell
     except BaseException:
         pass  # matplotlib missing or broken: nothing to warm
 
@@ -195,7 +197,7 @@ def _run_cell(source, outcome):
         if last is not None:
             value = _run_code(last, namespace)
     except SystemExit as exc:
-        if not (exc.code is None or isinstance(exc.code, int) and exc.code == 0):
+        if not (exc.code is None or (isinstance(exc.code, int) and exc.code == 0)):  # what exits with status 0
             outcome["error"] = _user_error(exc)
     except BaseException as exc:
         outcome["error"] = _user_error(exc)
@@ -296,7 +298,7 @@ def _strip_frames(report, keep_frames, seen):
     frames = list(report.stack) if keep_frames else []
     first_cell = next((i for i, frame in enumerate(frames) if frame.filename.startswith(_CELL_PREFIX)), 0)
     report.stack = traceback.StackSummary.from_list(
-        [frame for frame in frames if frame.filename != _RUNTIME_FILE])
+        [frame for frame in frames[first_cell:] if frame.filename != _RUNTIME_FILE])
     for chained in (report.__cause__, report.__context__, *(getattr(report, "exceptions", None) or ())):
         if chained is not None:
             _strip_frames(chained, True, seen)
