@@ -93,7 +93,7 @@ struct RunCommand: AsyncParsableCommand {
         if result.truncated.stderr { err += "[codeinterp] stderr truncated\n" }
         if let value = result.result?["text/plain"] { print(value) }
         if let e = result.error {
-            if e.traceback.isEmpty { err += "\(e.name): \(e.value)\n" } else { err += e.traceback.joined() + (e.traceback.last?.hasSuffix("\n") == true ? "" : "\n") }
+            if e.traceback.isEmpty { err += "\(e.name): \(e.value)\n" } else { err += e.traceback.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined() }
         }
         if result.status != .ok && result.status != .error { err += "[codeinterp] status: \(result.status.rawValue)\n" }
         FileHandle.standardError.write(Data(err.utf8))
