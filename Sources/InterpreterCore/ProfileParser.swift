@@ -50,8 +50,8 @@ enum ProfileParser {
             case "name":
                 name = try r.string(m.value, "\"name\"")
                 let ok = !name.isEmpty && name.unicodeScalars.allSatisfy {
-                    ($0.properties.isASCIIHexDigit || ($0 >= "a" && $0 <= "z") || ($0 >= "A" && $0 <= "Z")
-                        || $0 == "_" || $0 == "-" || $0 == ".")
+                    ($0 >= "0" && $0 <= "9") || ($0 >= "a" && $0 <= "z") || ($0 >= "A" && $0 <= "Z")
+                        || $0 == "_" || $0 == "-" || $0 == "."
                 }
                 if !ok {
                     throw r.error(m.value.position, "\"name\" must be letters, digits, '.', '_' or '-'")
@@ -94,8 +94,9 @@ enum ProfileParser {
         if let base {
             seccomp = base.seccomp
             if let seccompNode {
-                let added = try r.extendingSeccomp(seccompNode, baseName: base.name)
-                try checkNoLoosening(added: added, base: base)
+                let baseRef = extendsRef?.0 ?? base.name
+                let added = try r.extendingSeccomp(seccompNode, baseName: baseRef)
+                try checkNoLoosening(added: added, base: base, baseRef: baseRef)
                 seccomp.syscalls += added
             }
         } else {
@@ -115,7 +116,9 @@ enum ProfileParser {
     /// A profile that extends another may not let run a call that its base kills: the point of `extends` is to add
     /// to a profile without weakening it by accident. (Replacing a kill by ERRNO is fine: the call still does not
     /// run.) Copy the base profile to loosen it on purpose.
-    static func checkNoLoosening(added: [SeccompRule], base: SandboxProfile) throws(ProfileError) {
+    static func checkNoLoosening(added: [SeccompRule], base: SandboxProfile, baseRef: String)
+        throws(ProfileError)
+    {
         var kills: [String: [SeccompRule]] = [:]
         for rule in base.seccomp.syscalls where rule.action.kills {
             for n in rule.names { kills[n, default: []].append(rule) }
@@ -127,7 +130,7 @@ enum ProfileParser {
                     let what = k.args.isEmpty ? "kills it" : "kills it for these arguments"
                     throw ProfileError(
                         rule.location(ofName: i),
-                        "\(rule.action.rawValue) for \"\(n)\": the base profile \"\(base.name)\" \(what) (\(k.location)); "
+                        "\(rule.action.rawValue) for \"\(n)\": the base profile \"\(baseRef)\" \(what) (\(k.location)); "
                             + "a profile that extends another cannot allow what the base kills "
                             + "(copy the base profile and edit the copy to do that)")
                 }
@@ -227,19 +230,15 @@ struct Reader {
 
     // MARK: limits
 
-    enum LimitKind { case seconds, count(min: Int64), bytes(min: Int64) }
-
-    static let limitFields: [(key: String, kind: LimitKind)] = [
-        ("wall_seconds", .seconds), ("cpu_seconds", .count(min: 1)), ("memory_bytes", .bytes(min: 1)),
-        ("processes", .count(min: 1)), ("file_size_bytes", .bytes(min: 0)), ("open_files", .count(min: 1)),
-        ("stdout_bytes", .count(min: 0)), ("stderr_bytes", .count(min: 0)), ("output_files", .count(min: 0)),
-        ("output_bytes", .bytes(min: 0)), ("output_depth", .count(min: 0)), ("tmp_bytes", .bytes(min: 0)),
+    /// The `limits` keys: `Limits`' coding keys (a test keeps the two in step).
+    static let limitKeys = [
+        "wall_seconds", "cpu_seconds", "memory_bytes", "processes", "file_size_bytes", "open_files", "stdout_bytes",
+        "stderr_bytes", "output_files", "output_bytes", "output_depth", "tmp_bytes",
     ]
 
     func applyLimits(_ node: JSONNode, to limits: inout Limits) throws(ProfileError) {
         let members = try object(node, "\"limits\"")
-        let keys = Reader.limitFields.map(\.key)
-        try checkKeys(members, allowed: keys, in: "\"limits\"")
+        try checkKeys(members, allowed: Reader.limitKeys, in: "\"limits\"")
         for m in members {
             let what = "\"limits.\(m.key)\""
             switch m.key {
