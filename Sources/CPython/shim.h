@@ -5,8 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-// Py_None and Py_XDECREF are macros; Swift sees neither.
-static inline PyObject *ci_py_none(void) { return Py_None; }
+// Py_XDECREF is a macro; Swift does not see it.
 static inline void ci_py_decref(PyObject *o) { Py_XDECREF(o); }
 
 /// Initializes the embedded interpreter as Debian's /usr/bin/python3 would be, minus the environment:

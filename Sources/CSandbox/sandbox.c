@@ -48,7 +48,6 @@ int ci_setns(int fd, int nstype) { return setns(fd, nstype); }
 int ci_pivot_root(const char *new_root, const char *put_old) { return (int)syscall(SYS_pivot_root, new_root, put_old); }
 int ci_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 int ci_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
-int ci_set_not_dumpable(void) { return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }
 
 void ci_close_from(int lowfd) {
 #ifdef SYS_close_range

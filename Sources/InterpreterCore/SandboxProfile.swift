@@ -433,16 +433,7 @@ enum ProfilePaths {
 
     /// Names of the `*.json` files in a directory (for "did you mean").
     static func profileNames(in directory: String) -> [String] {
-        guard let d = opendir(directory) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) {
-                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name.hasSuffix(".json") { names.append(String(name.dropLast(5))) }
-        }
-        return names.sorted()
+        (directoryEntryNames(atPath: directory) ?? []).filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
     }
 }
 

@@ -65,8 +65,6 @@ public struct FrameDecoder: Sendable {
 
     public init() {}
 
-    public var hasPartialFrame: Bool { buffer.count > start }
-
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         buffer.append(contentsOf: bytes)
     }

@@ -132,22 +132,14 @@ public final class ExecutionEngine: Sendable {
     /// Loads (once) and compiles (once) a profile by name or path.
     public func profile(_ nameOrPath: String) throws -> (SandboxProfile, CompiledFilter) {
         if let cached = state.withLock({ $0.profiles[nameOrPath] }) { return cached }
-        var lastError: ProfileError?
-        for dir in configuration.profileDirectories {
-            let isPath = nameOrPath.contains("/") || nameOrPath.hasSuffix(".json")
-            if !isPath && access("\(dir)/\(nameOrPath).json", R_OK) != 0 { continue }
-            do {
-                let profile = try SandboxProfile.load(nameOrPath, directory: dir)
-                let filter = try SeccompCompiler.compile(profile)
-                state.withLock { $0.profiles[nameOrPath] = (profile, filter) }
-                return (profile, filter)
-            } catch {
-                lastError = error
-                if isPath { break }
-            }
+        do {
+            let profile = try SandboxProfile.load(nameOrPath, searching: configuration.profileDirectories)
+            let filter = try SeccompCompiler.compile(profile)
+            state.withLock { $0.profiles[nameOrPath] = (profile, filter) }
+            return (profile, filter)
+        } catch {
+            throw EngineError(.profile, error.description)
         }
-        if let lastError { throw EngineError(.profile, lastError.description) }
-        throw EngineError(.profile, "no profile named \"\(nameOrPath)\" in \(configuration.profileDirectories.joined(separator: ", "))")
     }
 
     /// Runs one execution to completion. `output` receives stdout/stderr chunks as the code prints them.
@@ -221,11 +213,11 @@ public final class ExecutionEngine: Sendable {
             if let file = try? store.store(bytes: Array(bytes), name: "figure-\(i + 1).\(ext)", path: "", source: "assistant",
                                            kind: "display", sessionId: request.sessionId) {
                 result.displays.append(Display(mimeType: file.mimeType, fileId: file.id))
-                result.files.append(Self.ref(file, store: store))
+                result.files.append(file.ref(storePath: store.blobPath(for: file)))
             }
         }
         let collected = FileCollector(limits: limits, store: store, sessionId: request.sessionId).collect(workdir: workdir)
-        result.files.insert(contentsOf: collected.files.map { Self.ref($0, store: store) }, at: 0)
+        result.files.insert(contentsOf: collected.files.map { $0.ref(storePath: store.blobPath(for: $0)) }, at: 0)
         if !collected.skipped.isEmpty {
             result.stderr += "\n[codeinterp] not collected: " + collected.skipped.joined(separator: "; ") + "\n"
         }
@@ -255,12 +247,8 @@ public final class ExecutionEngine: Sendable {
         }
     }
 
-    static func ref(_ f: StoredFile, store: FileStore) -> StoredFileRef {
-        StoredFileRef(id: f.id, name: f.name, path: f.path, mimeType: f.mimeType, sizeBytes: f.sizeBytes, sha256: f.sha256,
-                      source: f.source, storePath: store.blobPath(for: f))
-    }
-
-    public var workerHello: WorkerHello? { state.withLock { $0.hello } }
+    /// The running zygote's pid as the engine sees it (tests check an attack did not replace it).
+    var workerProcessID: pid_t? { state.withLock { $0.worker?.pid } }
 
     /// Stops the zygote; every child dies with its pid namespace.
     public func shutdown() {

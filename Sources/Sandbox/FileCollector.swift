@@ -35,12 +35,7 @@ struct FileCollector {
             return
         }
         defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        for name in names.sorted() {
+        for name in directoryEntryNames(dir).sorted() {
             let rel = relative.isEmpty ? name : "\(relative)/\(name)"
             var st = stat()
             guard fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
@@ -88,12 +83,7 @@ func removeTree(_ path: String) {
 private func removeContents(of dirFd: Int32) {
     guard let dir = fdopendir(dirFd) else { close(dirFd); return }
     defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    for name in names {
+    for name in directoryEntryNames(dir) {
         if unlinkat(dirFd, name, 0) == 0 { continue }
         let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if sub >= 0 { removeContents(of: sub) }

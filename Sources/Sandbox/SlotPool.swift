@@ -47,6 +47,4 @@ final class SlotPool: Sendable {
         }
         waiter?.resume(returning: slot)
     }
-
-    var freeCount: Int { state.withLock { $0.free.count } }
 }

@@ -28,7 +28,6 @@ private final class Job {
     var usage = rusage()
     var timedOut = false
     var outputLimited = false
-    var cancelled = false
     /// When the child had exited (or was killed), pipes still open after this grace are force-closed.
     var drainDeadline: Double?
 
@@ -59,6 +58,8 @@ final class Zygote {
     private var decoder = FrameDecoder()
     private var filters: [String: [UInt8]] = [:]
     private var jobs: [UInt32: Job] = [:]
+    /// (memory bytes, processes) last written to each slot's cgroups: most executions use the same profile.
+    private var slotSettings: [Int: [Int64]] = [:]
     private let baseAddressSpace: UInt64
     private static let maxOutcomeBytes = 64 << 20
 
@@ -140,10 +141,7 @@ final class Zygote {
                     sendJSON(.rejected, job: frame.job, ["message": "\(error)"])
                 }
             case .cancel:
-                if let job = jobs[frame.job] {
-                    job.cancelled = true
-                    killJob(job)
-                }
+                if let job = jobs[frame.job] { killJob(job) }
             case .shutdown:
                 shutdown(code: 0)
             default:
@@ -166,7 +164,11 @@ final class Zygote {
         try check("pipe") { ci_pipe_cloexec(&err) }
         try check("pipe") { ci_pipe_cloexec(&res) }
         guard let report = ci_child_report_create() else { throw WorkerError("mmap failed") }
-        cgroups?.configure(slot: request.slot, memoryBytes: request.limits.memoryBytes + (64 << 20), processes: request.limits.processes)
+        let settings = [request.limits.memoryBytes + (64 << 20), Int64(request.limits.processes)]
+        if let cgroups, slotSettings[request.slot] != settings {
+            cgroups.configure(slot: request.slot, memoryBytes: settings[0], processes: request.limits.processes)
+            slotSettings[request.slot] = settings
+        }
         let oomBefore = cgroups?.oomKills(slot: request.slot) ?? 0
 
         let plan = IsolationPlan(

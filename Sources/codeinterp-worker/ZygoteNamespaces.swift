@@ -126,13 +126,12 @@ struct SlotCgroups {
     static func removeStale(prefix: String) {
         for controller in ["memory", "pids"] {
             let base = "\(root)/\(controller)"
-            guard let d = opendir(base) else { continue }
-            defer { closedir(d) }
-            while let entry = readdir(d) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            for name in directoryEntryNames(atPath: base) ?? [] {
                 guard name.hasPrefix(prefix), let pid = pid_t(name.dropFirst(prefix.count)),
                       kill(pid, 0) != 0 && errno == ESRCH else { continue }
-                for slot in 0..<256 { rmdir("\(base)/\(name)/slot\(slot)") }
+                for slot in directoryEntryNames(atPath: "\(base)/\(name)") ?? [] where slot.hasPrefix("slot") {
+                    rmdir("\(base)/\(name)/\(slot)")
+                }
                 rmdir("\(base)/\(name)")
             }
         }

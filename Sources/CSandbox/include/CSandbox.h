@@ -25,8 +25,6 @@ int ci_pivot_root(const char *new_root, const char *put_old);
 int ci_set_no_new_privs(void);
 /// prctl(PR_SET_PDEATHSIG, sig): the kernel signals us when the parent dies.
 int ci_set_parent_death_signal(int sig);
-/// prctl(PR_SET_DUMPABLE, 0)
-int ci_set_not_dumpable(void);
 /// Closes every descriptor >= lowfd (close_range, with a /proc-free fallback loop).
 void ci_close_from(int lowfd);
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) with the exported sock_filter array.
