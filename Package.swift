@@ -13,6 +13,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C: system calls used between fork and user code, one wrapper per macro or variadic function.
@@ -42,8 +46,17 @@ let package = Package(
             "InterpreterCore", "FileStore", "Seccomp", "CSandbox",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The HTTP service: native API, OpenAI-compatible containers and files, SSE, auth, metrics.
+        .target(name: "Server", dependencies: [
+            "Sandbox", "FileStore", "InterpreterCore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "MultipartKit", package: "multipart-kit"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Commands", dependencies: [
-            "Sandbox", "InterpreterCore", "FileStore", "Seccomp",
+            "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -54,6 +67,11 @@ let package = Package(
         .testTarget(name: "FileStoreTests", dependencies: ["FileStore"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "FileStore", "InterpreterCore"]),
         .testTarget(name: "CommandsTests", dependencies: ["InterpreterCore"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "Sandbox", "FileStore", "InterpreterCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,104 @@
+import Foundation
+import InterpreterCore
+import Synchronization
+
+/// Counters and a latency histogram, rendered in the Prometheus text format (version 0.0.4) by `/metrics`.
+final class ServerMetrics: Sendable {
+    static let latencyBuckets: [Double] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+    private struct State {
+        var executions: [String: Int] = [:]
+        var latencyCounts = [Int](repeating: 0, count: ServerMetrics.latencyBuckets.count)
+        var latencySum: Double = 0
+        var latencyCount = 0
+        var blockedSyscalls = 0
+        var rejectedExecutions = 0
+        var requests: [RequestKey: Int] = [:]
+    }
+    struct RequestKey: Hashable {
+        var method: String
+        var route: String
+        var status: Int
+    }
+    private let state = Mutex(State())
+
+    func recordExecution(status: ExecutionStatus, seconds: Double) {
+        state.withLock { s in
+            s.executions[status.rawValue, default: 0] += 1
+            if status == .blockedSyscall { s.blockedSyscalls += 1 }
+            for (i, bound) in Self.latencyBuckets.enumerated() where seconds <= bound { s.latencyCounts[i] += 1 }
+            s.latencySum += seconds
+            s.latencyCount += 1
+        }
+    }
+
+    func recordExecutionFailure() {
+        state.withLock { $0.executions["failed", default: 0] += 1 }
+    }
+
+    func recordRejectedExecution() {
+        state.withLock { $0.rejectedExecutions += 1 }
+    }
+
+    func recordRequest(method: String, route: String, status: Int) {
+        state.withLock { $0.requests[RequestKey(method: method, route: route, status: status), default: 0] += 1 }
+    }
+
+    struct Gauges {
+        var slots: Int
+        var liveInterpreters: Int?
+        var activeSessions: Int?
+        var storedBytes: Int64?
+        var executionsInFlight: Int
+    }
+
+    func render(_ g: Gauges) -> String {
+        let s = state.withLock { $0 }
+        var out = ""
+        func header(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        header("codeinterp_executions_total", "counter", "Executions finished, by result status (failed: the sandbox itself failed).")
+        let statuses = ExecutionStatus.allCases.map(\.rawValue) + ["failed"]
+        for status in statuses {
+            out += "codeinterp_executions_total{status=\"\(status)\"} \(s.executions[status] ?? 0)\n"
+        }
+        header("codeinterp_executions_rejected_total", "counter", "Executions refused because the queue was full.")
+        out += "codeinterp_executions_rejected_total \(s.rejectedExecutions)\n"
+        header("codeinterp_execution_duration_seconds", "histogram", "Wall-clock time of executions as the server saw them.")
+        for (i, bound) in Self.latencyBuckets.enumerated() {
+            out += "codeinterp_execution_duration_seconds_bucket{le=\"\(bound)\"} \(s.latencyCounts[i])\n"
+        }
+        out += "codeinterp_execution_duration_seconds_bucket{le=\"+Inf\"} \(s.latencyCount)\n"
+        out += "codeinterp_execution_duration_seconds_sum \(s.latencySum)\n"
+        out += "codeinterp_execution_duration_seconds_count \(s.latencyCount)\n"
+        header("codeinterp_blocked_syscalls_total", "counter", "Executions ended by a forbidden system call.")
+        out += "codeinterp_blocked_syscalls_total \(s.blockedSyscalls)\n"
+        header("codeinterp_executions_in_flight", "gauge", "Executions accepted by this server and not finished.")
+        out += "codeinterp_executions_in_flight \(g.executionsInFlight)\n"
+        header("codeinterp_pool_slots", "gauge", "Executions the engine may run at once.")
+        out += "codeinterp_pool_slots \(g.slots)\n"
+        if let live = g.liveInterpreters {
+            header("codeinterp_live_interpreters", "gauge", "Session interpreters alive in the zygote.")
+            out += "codeinterp_live_interpreters \(live)\n"
+        }
+        if let active = g.activeSessions {
+            header("codeinterp_active_sessions", "gauge", "Sessions (containers) that have not expired.")
+            out += "codeinterp_active_sessions \(active)\n"
+        }
+        if let bytes = g.storedBytes {
+            header("codeinterp_stored_bytes", "gauge", "Bytes held by stored files.")
+            out += "codeinterp_stored_bytes \(bytes)\n"
+        }
+        header("codeinterp_http_requests_total", "counter", "HTTP requests by method, route and status.")
+        for (key, n) in s.requests.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {
+            out += "codeinterp_http_requests_total{method=\"\(key.method)\",route=\"\(Self.escape(key.route))\",status=\"\(key.status)\"} \(n)\n"
+        }
+        return out
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+}

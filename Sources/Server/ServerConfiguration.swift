@@ -1,0 +1,277 @@
+import Foundation
+
+/// Every knob of the HTTP service. Sources, lowest to highest precedence: the defaults below, a JSON config file,
+/// `CODEINTERP_*` environment variables, command-line flags (`ServerConfiguration.Overrides`).
+///
+/// The JSON file uses the snake_case names of `ServerConfiguration.keys`; an unknown key is an error that names it
+/// (and the closest known key), so a typo never silently falls back to a default.
+public struct ServerConfiguration: Sendable, Equatable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Accepted API keys (`Authorization: Bearer KEY` or `X-API-Key: KEY`). Empty: the command generates one.
+    public var apiKeys: [String] = []
+    /// Base of the absolute URLs in results (`https://ci.example.com`); nil: `http://host:port`.
+    public var publicURL: String?
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    public var corsOrigins: [String] = []
+    /// Largest `code` accepted by /v1/execute, in UTF-8 bytes.
+    public var maxCodeBytes = 256 << 10
+    /// Largest uploaded file (multipart), in bytes.
+    public var maxUploadBytes: Int64 = 100 << 20
+    /// Largest JSON request body, in bytes.
+    public var maxRequestBytes = 1 << 20
+    /// Requests per minute per API key (token bucket refill rate); 0 disables the limit.
+    public var rateLimitPerMinute = 600
+    /// Requests a key may make at once before the rate applies (bucket size).
+    public var rateLimitBurst = 100
+    /// How long a signed file URL stays valid, in seconds.
+    public var signedURLTTLSeconds = 3_600
+    /// How long stored files are kept, in seconds (the engine's store retention).
+    public var fileRetentionSeconds = 86_400
+    /// Sessions (containers) expire after this many idle seconds unless created with their own timeout.
+    public var sessionIdleTimeoutSeconds = 1_200
+    /// Executions running at once through this server; nil: the engine's slot count.
+    public var maxConcurrentExecutions: Int?
+    /// Executions allowed to wait for a free slot; beyond that /v1/execute answers 429 at once.
+    public var maxQueuedExecutions = 16
+    /// Seconds between sweeps of expired files and idle sessions.
+    public var sweepIntervalSeconds = 60
+    /// On SIGTERM/SIGINT, how long running executions may take to finish before every child is killed.
+    public var shutdownGraceSeconds = 30
+    /// The engine's slots (executions that may run at once); nil: the engine's default for this machine.
+    public var slots: Int?
+    /// Where files, metadata, the API key and the signing secret live; nil: the engine's default.
+    public var dataDirectory: String?
+    /// swift-log level: trace, debug, info, notice, warning, error, critical.
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// The JSON keys of a config file, each with the environment variable that sets it.
+    public static let keys: [(json: String, env: String)] = [
+        ("host", "CODEINTERP_HOST"), ("port", "CODEINTERP_PORT"), ("api_keys", "CODEINTERP_API_KEYS"),
+        ("public_url", "CODEINTERP_PUBLIC_URL"), ("cors_origins", "CODEINTERP_CORS_ORIGINS"),
+        ("max_code_bytes", "CODEINTERP_MAX_CODE_BYTES"), ("max_upload_bytes", "CODEINTERP_MAX_UPLOAD_BYTES"),
+        ("max_request_bytes", "CODEINTERP_MAX_REQUEST_BYTES"),
+        ("rate_limit_per_minute", "CODEINTERP_RATE_LIMIT_PER_MINUTE"), ("rate_limit_burst", "CODEINTERP_RATE_LIMIT_BURST"),
+        ("signed_url_ttl_s", "CODEINTERP_SIGNED_URL_TTL_S"), ("file_retention_s", "CODEINTERP_FILE_RETENTION_S"),
+        ("session_idle_timeout_s", "CODEINTERP_SESSION_IDLE_TIMEOUT_S"),
+        ("max_concurrent_executions", "CODEINTERP_MAX_CONCURRENT_EXECUTIONS"),
+        ("max_queued_executions", "CODEINTERP_MAX_QUEUED_EXECUTIONS"),
+        ("sweep_interval_s", "CODEINTERP_SWEEP_INTERVAL_S"), ("shutdown_grace_s", "CODEINTERP_SHUTDOWN_GRACE_S"),
+        ("slots", "CODEINTERP_SLOTS"), ("data_dir", "CODEINTERP_DATA_DIR"), ("log_level", "CODEINTERP_LOG_LEVEL"),
+    ]
+
+    /// Values given on the command line; nil means "not given".
+    public struct Overrides: Sendable {
+        public var host: String?
+        public var port: Int?
+        public var apiKeys: [String]?
+        public var publicURL: String?
+        public var corsOrigins: [String]?
+        public var slots: Int?
+        public var dataDirectory: String?
+        public var maxQueuedExecutions: Int?
+        public var rateLimitPerMinute: Int?
+        public var logLevel: String?
+        public init() {}
+    }
+
+    /// Resolves the configuration: defaults < file < environment < flags. The file is `configFile` when given
+    /// (it must exist), else `<data dir>/config.json` when present; the data directory is looked up first
+    /// (flags, environment) so that the file can be found there.
+    public static func resolve(configFile: String?, environment: [String: String], overrides: Overrides,
+                               defaultDataDirectory: String) throws -> (ServerConfiguration, configFile: String?) {
+        var config = ServerConfiguration()
+        let dataDirectory = overrides.dataDirectory ?? environment["CODEINTERP_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        var file = configFile
+        if file == nil {
+            let candidate = (dataDirectory ?? defaultDataDirectory) + "/config.json"
+            if FileManager.default.fileExists(atPath: candidate) { file = candidate }
+        }
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw ConfigurationError("cannot read the config file \(file)")
+            }
+            try config.apply(json: data, source: file)
+        }
+        try config.apply(environment: environment)
+        config.apply(overrides)
+        try config.validate()
+        return (config, file)
+    }
+
+    // MARK: Sources
+
+    /// Applies a JSON config file. Unknown keys and wrongly typed values are errors naming the key.
+    public mutating func apply(json data: Data, source: String) throws {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(data)
+        } catch {
+            throw ConfigurationError("\(source): not valid JSON (\(error.message))")
+        }
+        guard case .object(let dict) = value else {
+            throw ConfigurationError("\(source): the configuration must be a JSON object, not \(value.typeName)")
+        }
+        let known = Set(Self.keys.map(\.json))
+        for key in dict.keys.sorted() where !known.contains(key) {
+            let hint = Self.closest(to: key, in: Self.keys.map(\.json)).map { " (did you mean \"\($0)\"?)" } ?? ""
+            throw ConfigurationError("\(source): unknown key \"\(key)\"\(hint)")
+        }
+        for key in dict.keys.sorted() {
+            try set(key: key, value: dict[key]!, source: "\(source): \"\(key)\"")
+        }
+    }
+
+    /// Applies `CODEINTERP_*` variables that are set and not empty.
+    public mutating func apply(environment: [String: String]) throws {
+        for (json, env) in Self.keys {
+            guard let raw = environment[env], !raw.isEmpty else { continue }
+            let value: JSONValue
+            switch json {
+            case "api_keys", "cors_origins":
+                value = .array(raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                    .filter { !$0.isEmpty }.map { .string($0) })
+            case "host", "public_url", "data_dir", "log_level":
+                value = .string(raw)
+            default:
+                guard let n = Int(raw.trimmingCharacters(in: .whitespaces)) else {
+                    throw ConfigurationError("\(env): expected an integer, got \"\(raw)\"")
+                }
+                value = .number(Double(n))
+            }
+            try set(key: json, value: value, source: env)
+        }
+    }
+
+    public mutating func apply(_ o: Overrides) {
+        if let v = o.host { host = v }
+        if let v = o.port { port = v }
+        if let v = o.apiKeys { apiKeys = v }
+        if let v = o.publicURL { publicURL = v }
+        if let v = o.corsOrigins { corsOrigins = v }
+        if let v = o.slots { slots = v }
+        if let v = o.dataDirectory { dataDirectory = v }
+        if let v = o.maxQueuedExecutions { maxQueuedExecutions = v }
+        if let v = o.rateLimitPerMinute { rateLimitPerMinute = v }
+        if let v = o.logLevel { logLevel = v }
+    }
+
+    private mutating func set(key: String, value: JSONValue, source: String) throws {
+        func int() throws -> Int {
+            guard let i = value.intValue else { throw ConfigurationError("\(source): expected an integer, not \(value.typeName)") }
+            return i
+        }
+        func string() throws -> String {
+            guard let s = value.stringValue else { throw ConfigurationError("\(source): expected a string, not \(value.typeName)") }
+            return s
+        }
+        func strings() throws -> [String] {
+            if let s = value.stringValue { return [s] }
+            guard case .array(let items) = value else {
+                throw ConfigurationError("\(source): expected an array of strings, not \(value.typeName)")
+            }
+            return try items.map { item in
+                guard let s = item.stringValue else { throw ConfigurationError("\(source): expected an array of strings") }
+                return s
+            }
+        }
+        let isNull = value == .null
+        switch key {
+        case "host": host = try string()
+        case "port": port = try int()
+        case "api_keys": apiKeys = try strings()
+        case "public_url": publicURL = isNull ? nil : try string()
+        case "cors_origins": corsOrigins = try strings()
+        case "max_code_bytes": maxCodeBytes = try int()
+        case "max_upload_bytes": maxUploadBytes = Int64(try int())
+        case "max_request_bytes": maxRequestBytes = try int()
+        case "rate_limit_per_minute": rateLimitPerMinute = try int()
+        case "rate_limit_burst": rateLimitBurst = try int()
+        case "signed_url_ttl_s": signedURLTTLSeconds = try int()
+        case "file_retention_s": fileRetentionSeconds = try int()
+        case "session_idle_timeout_s": sessionIdleTimeoutSeconds = try int()
+        case "max_concurrent_executions": maxConcurrentExecutions = isNull ? nil : try int()
+        case "max_queued_executions": maxQueuedExecutions = try int()
+        case "sweep_interval_s": sweepIntervalSeconds = try int()
+        case "shutdown_grace_s": shutdownGraceSeconds = try int()
+        case "slots": slots = isNull ? nil : try int()
+        case "data_dir": dataDirectory = isNull ? nil : try string()
+        case "log_level": logLevel = try string()
+        default: throw ConfigurationError("\(source): unknown key")
+        }
+    }
+
+    /// Rejects values that cannot work, naming the setting.
+    public func validate() throws {
+        func positive(_ name: String, _ value: Int) throws {
+            if value <= 0 { throw ConfigurationError("\(name) must be positive (got \(value))") }
+        }
+        func nonNegative(_ name: String, _ value: Int) throws {
+            if value < 0 { throw ConfigurationError("\(name) must not be negative (got \(value))") }
+        }
+        if host.isEmpty { throw ConfigurationError("host must not be empty") }
+        if !(0...65_535).contains(port) { throw ConfigurationError("port must be between 0 and 65535 (got \(port))") }
+        if apiKeys.contains(where: { $0.isEmpty || $0.contains(where: \.isWhitespace) }) {
+            throw ConfigurationError("api_keys: a key must be non-empty and contain no whitespace")
+        }
+        if let publicURL {
+            guard let url = URL(string: publicURL), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw ConfigurationError("public_url must be an absolute http(s) URL (got \"\(publicURL)\")")
+            }
+        }
+        try positive("max_code_bytes", maxCodeBytes)
+        if maxUploadBytes <= 0 { throw ConfigurationError("max_upload_bytes must be positive (got \(maxUploadBytes))") }
+        try positive("max_request_bytes", maxRequestBytes)
+        try nonNegative("rate_limit_per_minute", rateLimitPerMinute)
+        try positive("rate_limit_burst", rateLimitBurst)
+        try positive("signed_url_ttl_s", signedURLTTLSeconds)
+        try positive("file_retention_s", fileRetentionSeconds)
+        try positive("session_idle_timeout_s", sessionIdleTimeoutSeconds)
+        if let c = maxConcurrentExecutions { try positive("max_concurrent_executions", c) }
+        try nonNegative("max_queued_executions", maxQueuedExecutions)
+        try positive("sweep_interval_s", sweepIntervalSeconds)
+        try nonNegative("shutdown_grace_s", shutdownGraceSeconds)
+        if let slots { try positive("slots", slots) }
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        if !levels.contains(logLevel) {
+            throw ConfigurationError("log_level must be one of \(levels.joined(separator: ", ")) (got \"\(logLevel)\")")
+        }
+    }
+
+    /// `public_url` without a trailing slash, or `http://host:port` (with the port actually bound).
+    public func baseURL(boundPort: Int) -> String {
+        if let publicURL {
+            var s = Substring(publicURL)
+            while s.hasSuffix("/") { s = s.dropLast() }
+            return String(s)
+        }
+        let h = host.contains(":") ? "[\(host)]" : (host == "0.0.0.0" ? "127.0.0.1" : host)
+        return "http://\(h):\(boundPort)"
+    }
+
+    /// The known name within edit distance 3 of `key`, if any.
+    static func closest(to key: String, in names: [String]) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var row = Array(0...b.count)
+            for i in 1...max(a.count, 1) where !a.isEmpty {
+                var previous = row[0]
+                row[0] = i
+                for j in 1...max(b.count, 1) where !b.isEmpty {
+                    let old = row[j]
+                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    previous = old
+                }
+            }
+            return row[b.count]
+        }
+        let k = Array(key.lowercased())
+        return names.map { ($0, distance(k, Array($0))) }.filter { $0.1 <= 3 }.min { $0.1 < $1.1 }?.0
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
