@@ -31,3 +31,4 @@ extension CodeInterpServer {
 
     func addSessionRoutes(to router: Router<ServerRequestContext>) {}
 }
+extension OpenAPIDocument { static let includeSessions = false }

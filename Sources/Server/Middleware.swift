@@ -76,7 +76,7 @@ struct AuthMiddleware: RouterMiddleware {
     let limiter: RateLimiter
 
     static let publicRoutes: Set<String> = ["/healthz", "/openapi.json"]
-    static let signedRoute = "/v1/files/:id/content"
+    static let signedRoute = "/v1/files/{id}/content"
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let route = context.endpointPath ?? ""

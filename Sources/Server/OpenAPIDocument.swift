@@ -1,5 +1,248 @@
 import Foundation
 
+/// The OpenAPI 3.1 description of the API, written by hand (not derived from the router) so that a test can
+/// compare the two and catch a route that is served but undocumented, or documented but not served.
 enum OpenAPIDocument {
-    static func json(serverURL: String) -> Data { Data("{}".utf8) }
+    struct Operation {
+        var method: String
+        var path: String
+        var summary: String
+        var tag: String
+        var query: [(name: String, schema: JSONValue, description: String)] = []
+        var requestBody: JSONValue? = nil
+        var response: (status: String, contentType: String, schema: JSONValue)
+        var errors: [String] = ["400", "401", "404", "429"]
+        var isPublic = false
+    }
+
+    static func ref(_ name: String) -> JSONValue { .object(["$ref": .string("#/components/schemas/\(name)")]) }
+    static func type(_ t: String, _ description: String? = nil) -> JSONValue {
+        var o: [String: JSONValue] = ["type": .string(t)]
+        if let description { o["description"] = .string(description) }
+        return .object(o)
+    }
+    static func object(_ properties: [String: JSONValue], required: [String] = []) -> JSONValue {
+        .object(["type": "object", "properties": .object(properties), "required": .array(required.map { .string($0) })])
+    }
+    static func array(_ items: JSONValue) -> JSONValue { .object(["type": "array", "items": items]) }
+    static func nullable(_ t: String) -> JSONValue { .object(["type": .array([.string(t), "null"])]) }
+    static let json = "application/json"
+    static let listQuery: [(name: String, schema: JSONValue, description: String)] = [
+        ("limit", .object(["type": "integer", "minimum": 1, "maximum": 100, "default": 20]), "Items per page."),
+        ("order", .object(["type": "string", "enum": ["asc", "desc"], "default": "desc"]), "Order by created_at."),
+        ("after", type("string"), "The last id of the previous page."),
+    ]
+    static let uploadBody: JSONValue = .object([
+        "required": true,
+        "content": .object([
+            "multipart/form-data": .object(["schema": object(["file": .object(["type": "string", "format": "binary"])], required: ["file"])]),
+            "application/json": .object(["schema": object(["file_id": type("string")], required: ["file_id"])]),
+        ]),
+    ])
+
+    static var operations: [Operation] {
+        var ops: [Operation] = [
+            Operation(method: "get", path: "/healthz", summary: "Liveness check (no API key).", tag: "operations",
+                      response: ("200", json, object(["status": type("string")], required: ["status"])), errors: [], isPublic: true),
+            Operation(method: "get", path: "/openapi.json", summary: "This document (no API key).", tag: "operations",
+                      response: ("200", json, type("object")), errors: [], isPublic: true),
+            Operation(method: "get", path: "/metrics", summary: "Prometheus metrics.", tag: "operations",
+                      response: ("200", "text/plain", type("string")), errors: ["401"]),
+            Operation(method: "post", path: "/v1/execute",
+                      summary: "Run Python code. With `Accept: text/event-stream` or `?stream=true`, Server-Sent Events: stdout, stderr, display, file, then result.",
+                      tag: "execute",
+                      query: [("stream", type("boolean"), "Stream the execution as Server-Sent Events.")],
+                      requestBody: .object(["required": true, "content": .object([json: .object(["schema": ref("ExecuteRequest")])])]),
+                      response: ("200", json, ref("ExecutionResult")), errors: ["400", "401", "404", "413", "415", "429"]),
+            Operation(method: "get", path: "/v1/files/{id}", summary: "A stored file's metadata (codeinterp and OpenAI `file` keys).",
+                      tag: "files", response: ("200", json, ref("File"))),
+            Operation(method: "get", path: "/v1/files/{id}/content",
+                      summary: "A stored file's bytes. Works without a key through the signed `url` of a file object. Supports ETag/If-None-Match and Range.",
+                      tag: "files",
+                      query: [("expires", type("integer"), "Signed URL expiry (unix seconds)."),
+                              ("sig", type("string"), "Signed URL signature (HMAC-SHA256, hex).")],
+                      response: ("200", "application/octet-stream", .object(["type": "string", "format": "binary"])),
+                      errors: ["401", "403", "404", "416"]),
+            Operation(method: "delete", path: "/v1/files/{id}", summary: "Delete a stored file.", tag: "files",
+                      response: ("200", json, ref("Deleted"))),
+        ]
+        guard includeSessions else { return ops }
+        ops += [
+            Operation(method: "post", path: "/v1/sessions", summary: "Create a session: a stateful interpreter with its own /mnt/data.",
+                      tag: "sessions",
+                      requestBody: .object(["content": .object([json: .object(["schema": object([
+                          "name": type("string"), "idle_timeout_s": type("integer"), "file_ids": array(type("string")),
+                      ])])])]),
+                      response: ("201", json, ref("Session"))),
+            Operation(method: "get", path: "/v1/sessions", summary: "Live sessions, oldest first.", tag: "sessions",
+                      response: ("200", json, object(["object": type("string"), "data": array(ref("Session"))]))),
+            Operation(method: "get", path: "/v1/sessions/{id}", summary: "One session.", tag: "sessions",
+                      response: ("200", json, ref("Session"))),
+            Operation(method: "delete", path: "/v1/sessions/{id}", summary: "End a session: kills its interpreter, removes its files.",
+                      tag: "sessions", response: ("200", json, ref("Deleted"))),
+            Operation(method: "post", path: "/v1/sessions/{id}/files", summary: "Upload a file into the session's /mnt/data (multipart field `file`, or JSON `file_id`).",
+                      tag: "sessions", requestBody: uploadBody, response: ("201", json, ref("File")),
+                      errors: ["400", "401", "404", "413", "415", "429"]),
+            Operation(method: "get", path: "/v1/sessions/{id}/files", summary: "The files in the session's /mnt/data.", tag: "sessions",
+                      response: ("200", json, object(["object": type("string"), "data": array(ref("File"))]))),
+            Operation(method: "post", path: "/v1/containers", summary: "OpenAI-compatible: create a container (a session).", tag: "containers",
+                      requestBody: .object(["required": true, "content": .object([json: .object(["schema": ref("ContainerCreate")])])]),
+                      response: ("200", json, ref("Container"))),
+            Operation(method: "get", path: "/v1/containers", summary: "OpenAI-compatible: list containers.", tag: "containers",
+                      query: listQuery + [("name", type("string"), "Only containers with this name.")],
+                      response: ("200", json, ref("ContainerList"))),
+            Operation(method: "get", path: "/v1/containers/{id}", summary: "OpenAI-compatible: retrieve a container.", tag: "containers",
+                      response: ("200", json, ref("Container"))),
+            Operation(method: "delete", path: "/v1/containers/{id}", summary: "OpenAI-compatible: delete a container.", tag: "containers",
+                      response: ("200", json, ref("Deleted"))),
+            Operation(method: "post", path: "/v1/containers/{id}/files", summary: "OpenAI-compatible: add a file (multipart `file` or JSON `file_id`).",
+                      tag: "containers", requestBody: uploadBody, response: ("200", json, ref("ContainerFile")),
+                      errors: ["400", "401", "404", "413", "415", "429"]),
+            Operation(method: "get", path: "/v1/containers/{id}/files", summary: "OpenAI-compatible: list a container's files.", tag: "containers",
+                      query: listQuery, response: ("200", json, ref("ContainerFileList"))),
+            Operation(method: "get", path: "/v1/containers/{id}/files/{file_id}", summary: "OpenAI-compatible: retrieve a container file.",
+                      tag: "containers", response: ("200", json, ref("ContainerFile"))),
+            Operation(method: "delete", path: "/v1/containers/{id}/files/{file_id}", summary: "OpenAI-compatible: delete a container file.",
+                      tag: "containers", response: ("200", json, ref("Deleted"))),
+            Operation(method: "get", path: "/v1/containers/{id}/files/{file_id}/content", summary: "OpenAI-compatible: a container file's bytes.",
+                      tag: "containers", response: ("200", "application/octet-stream", .object(["type": "string", "format": "binary"])),
+                      errors: ["401", "404", "416"]),
+        ]
+        return ops
+    }
+
+    static var schemas: [String: JSONValue] {
+        let fileRef = object([
+            "id": type("string"), "name": type("string"), "path": type("string"), "mime_type": type("string"),
+            "size_bytes": type("integer"), "sha256": type("string"), "url": type("string", "Absolute signed download URL."),
+            "source": .object(["type": "string", "enum": ["user", "assistant"]]),
+        ], required: ["id", "name", "path", "mime_type", "size_bytes", "sha256", "source"])
+        return [
+            "Error": object(["error": object([
+                "message": type("string"), "type": type("string"), "param": nullable("string"), "code": nullable("string"),
+            ], required: ["message", "type", "param", "code"])], required: ["error"]),
+            "ExecuteRequest": object([
+                "code": type("string", "Python source."), "session_id": type("string", "Run in this session (state persists)."),
+                "timeout_s": type("number", "Wall-clock limit; can only tighten the profile's."),
+                "files": .object(["type": "array", "items": type("string"), "description": .string("Stored file ids copied into /mnt/data first.")]),
+            ], required: ["code"]),
+            "ExecutionResult": object([
+                "id": type("string"), "session_id": nullable("string"),
+                "status": .object(["type": "string", "enum": .array(["ok", "error", "timeout", "memory_limit", "output_limit", "killed", "blocked_syscall"])]),
+                "stdout": type("string"), "stderr": type("string"),
+                "truncated": object(["stdout": type("boolean"), "stderr": type("boolean")]),
+                "result": .object(["type": .array(["object", "null"]), "additionalProperties": type("string")]),
+                "displays": array(object(["type": type("string"), "mime_type": type("string"), "file_id": type("string"), "url": type("string")])),
+                "error": .object(["type": .array(["object", "null"]), "properties": .object([
+                    "name": type("string"), "value": type("string"), "traceback": array(type("string")),
+                ])]),
+                "files": array(fileRef),
+                "usage": object(["wall_ms": type("integer"), "cpu_ms": type("integer"), "max_rss_kb": type("integer")]),
+                "blocked_syscall": type("string"),
+            ], required: ["id", "session_id", "status", "stdout", "stderr", "truncated", "result", "displays", "error", "files", "usage"]),
+            "File": object([
+                "id": type("string"), "object": type("string"), "bytes": type("integer"), "created_at": type("integer"),
+                "expires_at": nullable("integer"), "filename": type("string"), "purpose": type("string"), "status": type("string"),
+                "name": type("string"), "path": type("string"), "mime_type": type("string"), "size_bytes": type("integer"),
+                "sha256": type("string"), "session_id": nullable("string"), "source": type("string"), "kind": type("string"),
+                "url": type("string"),
+            ], required: ["id", "object", "bytes", "created_at", "filename", "purpose", "url"]),
+            "Deleted": object(["id": type("string"), "object": type("string"), "deleted": type("boolean")], required: ["id", "object", "deleted"]),
+            "Session": object([
+                "id": type("string"), "object": type("string"), "name": nullable("string"), "profile": type("string"),
+                "created_at": type("integer"), "last_active_at": type("integer"), "expires_at": type("integer"),
+                "idle_timeout_s": type("integer"), "execution_count": type("integer"),
+            ], required: ["id", "object", "created_at", "last_active_at", "expires_at", "idle_timeout_s"]),
+            "ContainerCreate": object([
+                "name": type("string"), "file_ids": array(type("string")),
+                "expires_after": object(["anchor": .object(["type": "string", "enum": ["last_active_at"]]), "minutes": type("integer")]),
+                "memory_limit": type("string"), "network_policy": type("object"),
+            ], required: ["name"]),
+            "Container": object([
+                "id": type("string"), "object": type("string"), "created_at": type("integer"), "status": type("string"),
+                "expires_after": object(["anchor": type("string"), "minutes": type("integer")]), "last_active_at": type("integer"),
+                "memory_limit": type("string"), "name": type("string"),
+            ], required: ["id", "object", "created_at", "status", "name"]),
+            "ContainerFile": object([
+                "id": type("string"), "object": type("string"), "created_at": type("integer"), "bytes": nullable("integer"),
+                "container_id": type("string"), "path": type("string"), "source": type("string"),
+            ], required: ["id", "object", "created_at", "bytes", "container_id", "path", "source"]),
+            "ContainerList": list("Container"),
+            "ContainerFileList": list("ContainerFile"),
+        ]
+    }
+
+    static func list(_ item: String) -> JSONValue {
+        object(["object": type("string"), "data": array(ref(item)), "first_id": nullable("string"), "last_id": nullable("string"),
+                "has_more": type("boolean")], required: ["object", "data", "first_id", "last_id", "has_more"])
+    }
+
+    static func document(serverURL: String) -> JSONValue {
+        var paths: [String: [String: JSONValue]] = [:]
+        for op in operations {
+            var parameters: [JSONValue] = []
+            for segment in op.path.split(separator: "/") where segment.hasPrefix("{") {
+                let name = String(segment.dropFirst().dropLast())
+                parameters.append(.object(["name": .string(name), "in": "path", "required": true, "schema": type("string")]))
+            }
+            for q in op.query {
+                parameters.append(.object(["name": .string(q.name), "in": "query", "required": false, "schema": q.schema,
+                                           "description": .string(q.description)]))
+            }
+            var responses: [String: JSONValue] = [
+                op.response.status: .object(["description": "Success", "content": .object([op.response.contentType: .object(["schema": op.response.schema])])]),
+            ]
+            for code in op.errors {
+                responses[code] = .object(["description": .string(errorDescriptions[code] ?? "Error"),
+                                           "content": .object([json: .object(["schema": ref("Error")])])])
+            }
+            var operation: [String: JSONValue] = [
+                "operationId": .string(operationId(op)), "summary": .string(op.summary), "tags": .array([.string(op.tag)]),
+                "parameters": .array(parameters), "responses": .object(responses),
+            ]
+            if let body = op.requestBody { operation["requestBody"] = body }
+            if op.isPublic { operation["security"] = .array([]) }
+            paths[op.path, default: [:]][op.method] = .object(operation)
+        }
+        return .object([
+            "openapi": "3.1.0",
+            "info": .object(["title": "codeinterp", "version": .string(CodeInterpServer.version),
+                             "description": "A self-hosted code interpreter: native API and OpenAI-compatible containers and files."]),
+            "servers": .array([.object(["url": .string(serverURL)])]),
+            "security": .array([.object(["bearer": .array([])]), .object(["apiKey": .array([])])]),
+            "paths": .object(paths.mapValues { .object($0) }),
+            "components": .object([
+                "securitySchemes": .object([
+                    "bearer": .object(["type": "http", "scheme": "bearer"]),
+                    "apiKey": .object(["type": "apiKey", "in": "header", "name": "X-API-Key"]),
+                ]),
+                "schemas": .object(schemas),
+            ]),
+        ])
+    }
+
+    static let errorDescriptions = [
+        "400": "Malformed JSON or an invalid field (the error names it).", "401": "Missing or invalid API key.",
+        "403": "Invalid or expired signed URL.", "404": "Unknown id.", "413": "Body, code or upload too large.",
+        "415": "Unsupported content type.", "416": "Range not satisfiable.", "429": "Rate limit or execution queue full (see Retry-After).",
+    ]
+
+    /// Unique by construction: the method and the path's words (`get_v1_files_id_content`).
+    static func operationId(_ op: Operation) -> String {
+        op.method + "_" + op.path.split(separator: "/").map {
+            $0.filter { $0.isLetter || $0.isNumber || $0 == "_" }
+        }.joined(separator: "_")
+    }
+
+    static func json(serverURL: String) -> Data {
+        (try? JSONCoding.encoder.encode(document(serverURL: serverURL))) ?? Data("{}".utf8)
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
+    ExpressibleByArrayLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
 }
