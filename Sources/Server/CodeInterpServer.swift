@@ -21,6 +21,7 @@ public final class CodeInterpServer: Sendable {
     let startedAt = Date()
     private let boundPort = Mutex<Int?>(nil)
     private let portWaiters = Mutex<[CheckedContinuation<Int, Never>]>([])
+    private let serviceGroup = Mutex<ServiceGroup?>(nil)
 
     /// - Parameters:
     ///   - engine: a started or not yet started engine; `run` starts it before listening.
@@ -93,7 +94,15 @@ public final class CodeInterpServer: Sendable {
                                                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
                                                logger: logger)
         config.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
-        try await ServiceGroup(configuration: config).run()
+        let group = ServiceGroup(configuration: config)
+        serviceGroup.withLock { $0 = group }
+        defer { serviceGroup.withLock { $0 = nil } }
+        try await group.run()
+    }
+
+    /// Starts a graceful shutdown of a running `run()`, as SIGTERM does.
+    public func stop() async {
+        await serviceGroup.withLock { $0 }?.triggerGracefulShutdown()
     }
 
     // MARK: Routes

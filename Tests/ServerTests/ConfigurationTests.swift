@@ -1,0 +1,189 @@
+import Foundation
+import Server
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Server configuration")
+struct ConfigurationTests {
+    func tempDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-config-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func defaultsWorkOnALaptop() throws {
+        let (config, file) = try ServerConfiguration.resolve(configFile: nil, environment: [:], overrides: .init(),
+                                                             defaultDataDirectory: try tempDir())
+        #expect(file == nil)
+        #expect(config.host == "127.0.0.1")
+        #expect(config.port == 8080)
+        #expect(config.maxCodeBytes == 256 << 10)
+        #expect(config.maxUploadBytes == 100 << 20)
+        #expect(config.rateLimitPerMinute == 600)
+        #expect(config.signedURLTTLSeconds == 3_600)
+        #expect(config.sessionIdleTimeoutSeconds == 1_200)
+        #expect(config.baseURL(boundPort: 8080) == "http://127.0.0.1:8080")
+    }
+
+    @Test func flagsBeatEnvironmentBeatFileBeatDefaults() throws {
+        let dir = try tempDir()
+        let file = dir + "/server.json"
+        try """
+            {"host": "0.0.0.0", "port": 1111, "rate_limit_per_minute": 5, "max_code_bytes": 1000,
+             "cors_origins": ["https://file.example"], "api_keys": ["file-key"]}
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let env = ["CODEINTERP_PORT": "2222", "CODEINTERP_RATE_LIMIT_PER_MINUTE": "7",
+                   "CODEINTERP_API_KEYS": "env-a, env-b", "CODEINTERP_PUBLIC_URL": "https://env.example"]
+        var flags = ServerConfiguration.Overrides()
+        flags.port = 3333
+        let (config, used) = try ServerConfiguration.resolve(configFile: file, environment: env, overrides: flags,
+                                                             defaultDataDirectory: dir)
+        #expect(used == file)
+        #expect(config.port == 3333)                              // flag over env over file
+        #expect(config.rateLimitPerMinute == 7)                   // env over file
+        #expect(config.apiKeys == ["env-a", "env-b"])             // env, comma-separated
+        #expect(config.host == "0.0.0.0")                         // file over default
+        #expect(config.maxCodeBytes == 1000)
+        #expect(config.corsOrigins == ["https://file.example"])
+        #expect(config.maxUploadBytes == 100 << 20)               // default
+        #expect(config.baseURL(boundPort: 3333) == "https://env.example")
+    }
+
+    @Test func configJSONInTheDataDirectoryIsFoundWithoutAFlag() throws {
+        let dir = try tempDir()
+        try #"{"port": 4444}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        let (config, used) = try ServerConfiguration.resolve(configFile: nil, environment: ["CODEINTERP_DATA_DIR": dir],
+                                                             overrides: .init(), defaultDataDirectory: "/nonexistent")
+        #expect(used == dir + "/config.json")
+        #expect(config.port == 4444)
+    }
+
+    @Test func aTypoInTheConfigFileIsAnErrorNamingIt() throws {
+        let dir = try tempDir()
+        let file = dir + "/typo.json"
+        try #"{"port": 9000, "rate_limit_per_minut": 5}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let error = try #require(throws: ConfigurationError.self) {
+            try ServerConfiguration.resolve(configFile: file, environment: [:], overrides: .init(), defaultDataDirectory: dir)
+        }
+        #expect(error.description.contains("unknown key \"rate_limit_per_minut\""))
+        #expect(error.description.contains("did you mean \"rate_limit_per_minute\""))
+        #expect(error.description.contains(file))
+    }
+
+    @Test func wrongTypesAndBadValuesNameTheSetting() throws {
+        let dir = try tempDir()
+        let cases: [(String, String)] = [
+            (#"{"port": "eighty"}"#, "\"port\": expected an integer"),
+            (#"{"port": true}"#, "\"port\": expected an integer"),
+            (#"{"port": 70000}"#, "port must be between"),
+            (#"{"max_upload_bytes": 0}"#, "max_upload_bytes must be positive"),
+            (#"{"public_url": "ftp://x"}"#, "public_url must be an absolute http(s) URL"),
+            (#"{"log_level": "loud"}"#, "log_level must be one of"),
+            (#"[1, 2]"#, "must be a JSON object"),
+            (#"{"port": "#, "not valid JSON"),
+        ]
+        for (text, expected) in cases {
+            let file = dir + "/c.json"
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            let error = try #require(throws: ConfigurationError.self, "\(text)") {
+                try ServerConfiguration.resolve(configFile: file, environment: [:], overrides: .init(), defaultDataDirectory: dir)
+            }
+            #expect(error.description.contains(expected), "\(text) -> \(error.description)")
+        }
+        let envError = try #require(throws: ConfigurationError.self) {
+            try ServerConfiguration.resolve(configFile: nil, environment: ["CODEINTERP_PORT": "80a"], overrides: .init(),
+                                            defaultDataDirectory: dir)
+        }
+        #expect(envError.description.contains("CODEINTERP_PORT"))
+    }
+}
+
+/// `codeinterp serve` as an operator runs it.
+@Suite("codeinterp serve", .serialized)
+struct ServeCommandTests {
+    @Test func serveRejectsATypoInItsConfigFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-serve-typo-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try #"{"prot": 9000}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        let r = try ServerFixture.run([ServerFixture.executable("codeinterp"), "serve", "--data-dir", dir],
+                                      environment: ServerFixture.environment)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("unknown key \"prot\""), "\(r.stderr)")
+        #expect(r.stderr.contains("did you mean \"port\""))
+    }
+
+    @Test func serveGeneratesAKeyKeepsItAndStopsOnSIGTERM() async throws {
+        ServerFixture.ensureLoopback()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-serve-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var env = ServerFixture.environment
+        env["CODEINTERP_PRELOAD"] = "numpy"
+        let argv = [ServerFixture.executable("codeinterp"), "serve", "--port", "0", "--data-dir", dir]
+
+        func startAndReadBanner() async throws -> (ServerFixture.Spawned, url: String, key: String) {
+            let process = try ServerFixture.spawn(argv, environment: env)
+            // Wait for the banner (the zygote preloads first); give up after a generous bound.
+            for _ in 0..<600 {
+                let out = process.stdout()
+                if let urlLine = out.split(separator: "\n").first(where: { $0.hasPrefix("codeinterp serving on ") }),
+                   let keyLine = out.split(separator: "\n").first(where: { $0.contains("API key: ") }) {
+                    let url = String(urlLine.dropFirst("codeinterp serving on ".count))
+                    let key = String(keyLine.split(separator: " ").drop { $0 != "key:" }.dropFirst().first ?? "")
+                    return (process, url, key)
+                }
+                var status: Int32 = 0
+                if waitpid(process.pid, &status, WNOHANG) == process.pid {
+                    Issue.record("serve exited with \(ServerFixture.exitCode(status)): \(process.stderr())")
+                    throw CancellationError()
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            kill(process.pid, SIGKILL)
+            Issue.record("no banner from serve: \(process.stdout()) \(process.stderr())")
+            throw CancellationError()
+        }
+
+        func stop(_ process: ServerFixture.Spawned) -> Int32 {
+            kill(process.pid, SIGTERM)
+            var status: Int32 = 0
+            while waitpid(process.pid, &status, 0) < 0 && errno == EINTR {}
+            return ServerFixture.exitCode(status)
+        }
+
+        let (first, url, key) = try await startAndReadBanner()
+        #expect(url.hasPrefix("http://127.0.0.1:"))
+        #expect(key.hasPrefix("ci-") && key.count > 20, "\(first.stdout())")
+        var info = stat()
+        #expect(stat(dir + "/api-key", &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+
+        let client = try await TestServerClient(base: url)
+        let unauthorized = try await client.get("/metrics", key: nil)
+        #expect(unauthorized == 401)
+        #expect(try await client.get("/metrics", key: key) == 200)
+        #expect(stop(first) == 0, "\(first.stderr())")
+
+        // A restart keeps the key.
+        let (second, _, keyAgain) = try await startAndReadBanner()
+        #expect(keyAgain == key)
+        #expect(second.stdout().contains("read from"))
+        #expect(stop(second) == 0, "\(second.stderr())")
+    }
+}
+
+import AsyncHTTPClient
+
+struct TestServerClient {
+    let base: String
+    init(base: String) async throws { self.base = base }
+
+    func get(_ path: String, key: String?) async throws -> Int {
+        var request = HTTPClientRequest(url: base + path)
+        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        return Int(response.status.code)
+    }
+}

@@ -1,0 +1,200 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Hummingbird
+import Testing
+
+@Suite("HTTP: execute, stream, files", .serialized)
+struct ExecuteTests {
+    static let chartCode = """
+        import matplotlib.pyplot as plt
+        print("drawing")
+        plt.plot([1, 2, 3], [3, 1, 2])
+        plt.savefig("chart.png")
+        plt.close()
+        6 * 7
+        """
+
+    @Test func statelessExecuteReturnsOutputResultAndADownloadableChart() async throws {
+        let server = try await TestServer.start { $0.publicURL = nil }
+        defer { Task { await server.stop() } }
+        let reply = try await server.execute(Self.chartCode)
+        #expect(reply.status == 200, "\(reply.text)")
+        #expect(reply.header("Content-Type")?.hasPrefix("application/json") == true)
+        let result = try reply.json()
+        #expect(result["status"] as? String == "ok")
+        #expect(result["stdout"] as? String == "drawing\n")
+        #expect((result["result"] as? [String: Any])?["text/plain"] as? String == "42")
+        #expect(result.keys.contains("session_id") && result.keys.contains("error") && result.keys.contains("usage"))
+        let files = try #require(result["files"] as? [[String: Any]])
+        let chart = try #require(files.first { $0["name"] as? String == "chart.png" }, "files: \(files)")
+        #expect(chart["path"] as? String == "/mnt/data/chart.png")
+        #expect(chart["store_path"] == nil, "host paths must not leak")
+        let url = try #require(chart["url"] as? String)
+        #expect(url.hasPrefix(server.base + "/v1/files/\(chart["id"] as! String)/content?"))
+
+        // The signed URL works without any key, as a browser <img src> would fetch it.
+        let download = try await server.request(.get, url, key: nil)
+        #expect(download.status == 200)
+        #expect(download.header("Content-Type") == "image/png")
+        #expect(download.body.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+        #expect(download.body.count == chart["size_bytes"] as? Int)
+        let digest = SHA256.hash(data: download.body).map { String(format: "%02x", $0) }.joined()
+        #expect(digest == chart["sha256"] as? String)
+
+        // The same file without a signature needs a key.
+        let unsigned = try await server.request(.get, "/v1/files/\(chart["id"] as! String)/content", key: nil)
+        #expect(unsigned.status == 401)
+        _ = try unsigned.envelope()
+        let tampered = try await server.request(.get, url.replacingOccurrences(of: "sig=", with: "sig=0"), key: nil)
+        #expect(tampered.status == 403)
+        #expect(try tampered.envelope()["code"] as? String == "invalid_signature")
+    }
+
+    @Test func publicURLIsTheBaseOfFileURLs() async throws {
+        let server = try await TestServer.start { $0.publicURL = "https://ci.example.com/base/" }
+        defer { Task { await server.stop() } }
+        let result = try await server.execute("open('x.txt', 'w').write('hi')").json()
+        let url = try #require((result["files"] as? [[String: Any]])?.first?["url"] as? String)
+        #expect(url.hasPrefix("https://ci.example.com/base/v1/files/"))
+    }
+
+    @Test func errorsComeBackAsResultsNotHTTPFailures() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        let result = try await server.execute("x = {}\nx['missing']").json()
+        #expect(result["status"] as? String == "error")
+        let error = try #require(result["error"] as? [String: Any])
+        #expect(error["name"] as? String == "KeyError")
+        let timeout = try await server.execute("while True: pass", extra: ["timeout_s": 1]).json()
+        #expect(timeout["status"] as? String == "timeout")
+    }
+
+    @Test func streamDeliversOutputBeforeTheResultAndTheSameResultObject() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        let code = "import sys\nfor i in range(3):\n    print('line', i, flush=True)\nprint('oops', file=sys.stderr)\n'done'"
+        var request = HTTPClientRequest(url: server.base + "/v1/execute")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(ServerFixture.apiKey)")
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["code": code])))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        #expect(response.status.code == 200)
+        #expect(response.headers.first(name: "Content-Type")?.hasPrefix("text/event-stream") == true)
+        var reader = SSEReader(iterator: response.body.makeAsyncIterator())
+        var events: [SSEReader.Event] = []
+        while let event = try await reader.next() { events.append(event) }
+
+        let names = events.map(\.name)
+        #expect(names.last == "result", "\(names)")
+        #expect(names.filter { $0 == "result" }.count == 1)
+        let resultIndex = try #require(names.firstIndex(of: "result"))
+        let stdoutText = try events.filter { $0.name == "stdout" }.map { try $0.json()["text"] as? String ?? "" }.joined()
+        let stderrText = try events.filter { $0.name == "stderr" }.map { try $0.json()["text"] as? String ?? "" }.joined()
+        #expect(names.firstIndex(of: "stdout").map { $0 < resultIndex } == true)
+        #expect(stdoutText == "line 0\nline 1\nline 2\n")
+        #expect(stderrText == "oops\n")
+
+        let streamed = try events[resultIndex].json()
+        let plain = try await server.execute(code).json()
+        #expect(Set(streamed.keys) == Set(plain.keys))
+        #expect(streamed["stdout"] as? String == stdoutText)
+        #expect(streamed["stdout"] as? String == plain["stdout"] as? String)
+        #expect(streamed["stderr"] as? String == plain["stderr"] as? String)
+        #expect(streamed["status"] as? String == "ok")
+        #expect((streamed["result"] as? [String: String]) == (plain["result"] as? [String: String]))
+    }
+
+    @Test func streamSendsFileEventsWithSignedURLs() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        var request = HTTPClientRequest(url: server.base + "/v1/execute?stream=true")
+        request.method = .POST
+        request.headers.add(name: "X-API-Key", value: ServerFixture.apiKey)
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["code": Self.chartCode])))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        var reader = SSEReader(iterator: response.body.makeAsyncIterator())
+        var events: [SSEReader.Event] = []
+        while let event = try await reader.next() { events.append(event) }
+        let file = try #require(events.first { $0.name == "file" }).json()
+        #expect(file["name"] as? String == "chart.png")
+        let url = try #require(file["url"] as? String)
+        let download = try await server.request(.get, url, key: nil)
+        #expect(download.status == 200)
+        #expect(download.body.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+    }
+
+    /// While the code is still running (it never ends on its own), the client already has what it printed.
+    @Test func streamFlushesOutputWhileTheCodeIsStillRunning() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        var request = HTTPClientRequest(url: server.base + "/v1/execute?stream=true")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(ServerFixture.apiKey)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: [
+            "code": "import time\nprint('ready', flush=True)\nwhile True: time.sleep(1)", "timeout_s": 20,
+        ])))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        var reader = SSEReader(iterator: response.body.makeAsyncIterator())
+        var printed = ""
+        while !printed.hasSuffix("ready\n") {
+            let event = try #require(try await reader.next())
+            #expect(event.name == "stdout", "\(event.name): \(event.data)")
+            guard event.name == "stdout" else { return }
+            printed += try event.json()["text"] as? String ?? ""
+        }
+        #expect(printed == "ready\n")
+        let metrics = try await server.request(.get, "/metrics")
+        #expect(metrics.text.contains("codeinterp_executions_in_flight 1\n"), "\(metrics.text)")
+    }
+
+    @Test func fullQueueIsRefusedWithRetryAfter() async throws {
+        let server = try await TestServer.start {
+            $0.maxConcurrentExecutions = 1
+            $0.maxQueuedExecutions = 0
+        }
+        defer { Task { await server.stop() } }
+        var request = HTTPClientRequest(url: server.base + "/v1/execute?stream=true")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(ServerFixture.apiKey)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: [
+            "code": "import time\nprint('started', flush=True)\ntime.sleep(20)", "timeout_s": 20,
+        ])))
+        let running = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        var reader = SSEReader(iterator: running.body.makeAsyncIterator())
+        #expect(try await reader.next()?.name == "stdout")
+
+        // The one place is taken: a flood is refused at once, each with Retry-After.
+        for _ in 0..<3 {
+            let refused = try await server.execute("print(1)")
+            #expect(refused.status == 429)
+            #expect(Int(refused.header("Retry-After") ?? "") ?? 0 >= 1)
+            #expect(try refused.envelope()["code"] as? String == "queue_full")
+        }
+        let metrics = try await server.request(.get, "/metrics")
+        #expect(metrics.text.contains("codeinterp_executions_rejected_total 3\n"))
+    }
+
+    @Test func metricsCountExecutionsAndRequests() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        _ = try await server.execute("1")
+        _ = try await server.execute("1/0")
+        let metrics = try await server.request(.get, "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        let text = metrics.text
+        #expect(text.contains("codeinterp_executions_total{status=\"ok\"} 1\n"), "\(text)")
+        #expect(text.contains("codeinterp_executions_total{status=\"error\"} 1\n"))
+        #expect(text.contains("codeinterp_execution_duration_seconds_count 2\n"))
+        #expect(text.contains("codeinterp_pool_slots 3\n"))
+        #expect(text.contains("codeinterp_stored_bytes "))
+        #expect(text.contains("codeinterp_blocked_syscalls_total 0\n"))
+        #expect(text.contains("codeinterp_http_requests_total{method=\"POST\",route=\"/v1/execute\",status=\"200\"} 2\n"))
+    }
+}

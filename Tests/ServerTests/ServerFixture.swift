@@ -1,0 +1,251 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import NIOHTTP1
+import Logging
+import Sandbox
+import Server
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One engine (one zygote) for every test; each test starts its own server (cheap) on a free port of 127.0.0.1.
+enum ServerFixture {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let apiKey = "test-key-1"
+
+    static let dataDirectory: String = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-server-tests-\(getpid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }()
+
+    /// The test bundle lives in .build-xxx/<triple>/debug/, next to the binaries.
+    static var buildDirectory: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+    }
+
+    static func executable(_ name: String) -> String {
+        let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [bundleDir.appendingPathComponent(name).path,
+                          bundleDir.deletingLastPathComponent().appendingPathComponent(name).path]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return bundleDir.appendingPathComponent(name).path
+    }
+
+    /// The worker, under its own cgroup name: a worker that starts removes the `codeinterp-<pid>` cgroups whose
+    /// pid it cannot see, which (across pid namespaces) includes the live groups of other test runs on this host.
+    static let workerWrapper: String = {
+        let path = dataDirectory + "/worker.sh"
+        let script = "#!/bin/sh\nexec '\(executable("codeinterp-worker"))' --cgroup-name codeinterp_server_tests \"$@\"\n"
+        try? script.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        return path
+    }()
+
+    static var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_PROFILES_DIR"] = packageRoot.appendingPathComponent("sandbox-profiles").path
+        env["CODEINTERP_PRELOAD"] = "numpy,pandas,matplotlib,matplotlib.pyplot"
+        env["CODEINTERP_WORKER"] = workerWrapper
+        return env
+    }
+
+    static let engine: ExecutionEngine = {
+        ensureLoopback()
+        var config = EngineConfiguration.defaults(dataDirectory: dataDirectory, environment: environment)
+        config.slots = 3
+        var logger = Logger(label: "test.engine")
+        logger.logLevel = .warning
+        return try! ExecutionEngine(configuration: config, logger: logger)
+    }()
+
+    static let secret = (try? URLSigner.loadOrCreateSecret(dataDirectory: dataDirectory)) ?? Array(repeating: 7, count: 32)
+
+    /// The suite runs in a fresh network namespace (scripts/test) where `lo` is down: 127.0.0.1 then binds but
+    /// nothing can connect to it. Bringing `lo` up is harmless where it already is.
+    static func ensureLoopback() { _ = loopbackUp }
+
+    static let loopbackUp: Bool = {
+        for ip in ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"] where FileManager.default.isExecutableFile(atPath: ip) {
+            return (try? run([ip, "link", "set", "lo", "up"]).status) == 0
+        }
+        return false
+    }()
+
+    struct ProcessOutput {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// posix_spawn + waitpid with files for stdio (Foundation.Process can miss a child's exit on Linux).
+    static func run(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ProcessOutput {
+        let spawned = try spawn(argv, environment: environment)
+        var status: Int32 = 0
+        while waitpid(spawned.pid, &status, 0) < 0 && errno == EINTR {}
+        return ProcessOutput(status: exitCode(status), stdout: spawned.stdout(), stderr: spawned.stderr())
+    }
+
+    struct Spawned {
+        var pid: pid_t
+        var stdoutPath: String
+        var stderrPath: String
+        func stdout() -> String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+        func stderr() -> String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    }
+
+    static func spawn(_ argv: [String], environment: [String: String]) throws -> Spawned {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("spawn-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        let (outPath, errPath) = (tmp.appendingPathComponent("out").path, tmp.appendingPathComponent("err").path)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var cArgv = argv.map { strdup($0) } + [nil]
+        var cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgv + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cArgv, &cEnv)
+        guard rc == 0 else { throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: argv[0]]) }
+        return Spawned(pid: pid, stdoutPath: outPath, stderrPath: errPath)
+    }
+
+    static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+}
+
+/// A server on a free port in front of the shared engine; `stop()` cancels it (the engine stays up).
+final class TestServer: Sendable {
+    let server: CodeInterpServer
+    let task: Task<Void, any Error>
+    let base: String
+
+    private init(server: CodeInterpServer, task: Task<Void, any Error>, base: String) {
+        self.server = server
+        self.task = task
+        self.base = base
+    }
+
+    static func start(_ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+        var config = ServerConfiguration()
+        config.port = 0
+        config.apiKeys = [ServerFixture.apiKey]
+        config.dataDirectory = ServerFixture.dataDirectory
+        configure(&config)
+        try config.validate()
+        var logger = Logger(label: "test.server")
+        logger.logLevel = .warning
+        let server = CodeInterpServer(configuration: config, engine: ServerFixture.engine, secret: ServerFixture.secret,
+                                      logger: logger)
+        let task = Task { try await server.run(handleSignals: false, shutDownEngine: false) }
+        let port = await server.waitUntilListening()
+        return TestServer(server: server, task: task, base: "http://127.0.0.1:\(port)")
+    }
+
+    func stop() async {
+        await server.stop()
+        _ = try? await task.value
+    }
+
+    struct Reply {
+        var status: Int
+        var headers: [(String, String)]
+        var body: Data
+
+        func header(_ name: String) -> String? {
+            headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        }
+        var text: String { String(decoding: body, as: UTF8.self) }
+        func json() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any], "not a JSON object: \(text)")
+        }
+        /// The error envelope: all four keys present.
+        func envelope() throws -> [String: Any] {
+            let object = try json()
+            let error = try #require(object["error"] as? [String: Any], "no error envelope: \(text)")
+            #expect(Set(error.keys) == ["message", "type", "param", "code"], "envelope keys: \(error.keys)")
+            #expect((error["message"] as? String)?.isEmpty == false)
+            return error
+        }
+    }
+
+    func request(_ method: HTTPClientMethod, _ path: String, key: String? = ServerFixture.apiKey, headers: [(String, String)] = [],
+                 json: Any? = nil, body: Data? = nil, contentType: String? = nil) async throws -> Reply {
+        var request = HTTPClientRequest(url: path.hasPrefix("http") ? path : base + path)
+        request.method = method.nio
+        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: contentType ?? "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: json)))
+        } else if let body {
+            if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        return Reply(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                     body: Data(bytes.readableBytesView))
+    }
+
+    func execute(_ code: String, extra: [String: Any] = [:]) async throws -> Reply {
+        var body: [String: Any] = ["code": code]
+        for (k, v) in extra { body[k] = v }
+        return try await request(.post, "/v1/execute", json: body)
+    }
+}
+
+enum HTTPClientMethod {
+    case get, post, delete, options
+    var nio: HTTPMethod {
+        switch self {
+        case .get: .GET
+        case .post: .POST
+        case .delete: .DELETE
+        case .options: .OPTIONS
+        }
+    }
+}
+
+/// Reads a Server-Sent Events stream event by event.
+struct SSEReader {
+    var iterator: HTTPClientResponse.Body.AsyncIterator
+    var buffer = ""
+
+    struct Event {
+        var name: String
+        var data: String
+        func json() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any])
+        }
+    }
+
+    /// The next event, or nil at the end of the stream. Comment lines are skipped.
+    mutating func next() async throws -> Event? {
+        while true {
+            if let range = buffer.range(of: "\n\n") {
+                let block = String(buffer[..<range.lowerBound])
+                buffer.removeSubrange(..<range.upperBound)
+                var name = "message", data: [String] = []
+                for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
+                    if line.hasPrefix(":") { continue }
+                    if line.hasPrefix("event: ") { name = String(line.dropFirst(7)) }
+                    if line.hasPrefix("data: ") { data.append(String(line.dropFirst(6))) }
+                }
+                if data.isEmpty && name == "message" { continue }
+                return Event(name: name, data: data.joined(separator: "\n"))
+            }
+            guard let chunk = try await iterator.next() else { return nil }
+            buffer += String(decoding: chunk.readableBytesView, as: UTF8.self)
+        }
+    }
+}
