@@ -210,6 +210,8 @@ public final class ExecutionEngine: Sendable {
     private func executeInSession(_ request: ExecutionRequest, session: SessionRecord, inputs: [StoredFile],
                                   output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> ExecutionResult {
         let (profile, filter, limits) = try plan(request, profileName: session.profile)
+        // Active from the start: a sweep must not expire a session in the middle of a long cell.
+        _ = try? store.touchSession(id: session.id)
         let worker = try await readyWorker(filter)
         for file in inputs { _ = try addSessionFile(sessionId: session.id, fileId: file.id) }
         let workdir = sessionDirectory(session.id)
