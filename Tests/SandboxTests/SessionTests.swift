@@ -166,3 +166,34 @@ struct SessionEvictionTests {
         #expect(backInA.stderr.contains("interpreter was restarted"))
     }
 }
+
+@Suite("Sessions survive a restart of the service", .serialized)
+struct SessionRestartTests {
+    @Test func filesAndMetadataAreIntactAfterARestart() async throws {
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_PROFILES_DIR"] = EngineFixture.packageRoot.appendingPathComponent("sandbox-profiles").path
+        var config = EngineConfiguration.defaults(dataDirectory: EngineFixture.dataDirectory + "-restart", environment: env)
+        config.slots = 1
+        config.sessionSlots = 1
+        config.preload = ["pandas"]
+        config.uidBase = 2_200_000
+        let before = try ExecutionEngine(configuration: config)
+        let session = try before.createSession(SessionOptions(name: "kept"))
+        _ = try before.addSessionFile(sessionId: session.id, name: "input.csv", bytes: Array("a\n1\n2\n".utf8))
+        let made = try await before.execute(ExecutionRequest(
+            code: "import pandas as pd\npd.read_csv('input.csv').a.sum()\nopen('out.txt', 'w').write('made before')",
+            sessionId: session.id))
+        #expect(made.status == .ok)
+        let filesBefore = try before.sessionFiles(sessionId: session.id)
+        before.shutdown()
+
+        let after = try ExecutionEngine(configuration: config)
+        defer { after.shutdown() }
+        #expect(try after.session(id: session.id)?.name == "kept")
+        #expect(try after.sessionFiles(sessionId: session.id) == filesBefore)
+        let r = try await after.execute(ExecutionRequest(code: "open('out.txt').read()", sessionId: session.id))
+        #expect(r.result?["text/plain"] == "'made before'")
+        #expect(r.stderr.contains("interpreter was restarted"))
+        #expect(r.files.isEmpty, "files from before the restart came back as new outputs: \(r.files.map(\.path))")
+    }
+}
