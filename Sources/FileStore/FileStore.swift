@@ -81,6 +81,7 @@ public final class FileStore: Sendable {
                 CREATE INDEX file_expires_at ON file(expires_at) WHERE expires_at IS NOT NULL;
                 """)
         }
+        registerSessionMigrations(&migrator)
     }
 
     // MARK: Storing

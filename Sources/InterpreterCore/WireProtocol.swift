@@ -8,6 +8,7 @@ public enum FrameKind: UInt8, Sendable {
     case execute = 2         // payload: ExecuteRequest JSON
     case cancel = 3          // payload: empty; kill the job's processes
     case shutdown = 4
+    case closeSession = 5    // payload: the session key (UTF-8); stops that session's interpreter, if any
     // worker -> engine
     case hello = 10          // payload: WorkerHello JSON; sent once after preloading
     case stdout = 11         // payload: raw bytes
@@ -119,18 +120,23 @@ public struct ExecuteRequest: Codable, Sendable {
     public var filterKey: String
     public var network: Bool
     public var limits: Limits
+    /// Set for a session: the cell runs in that session's long-lived interpreter, which is forked (and
+    /// isolated) on the first cell and kept until `closeSession`, a timeout or a crash.
+    public var session: String?
 
-    public init(code: String, workdir: String, slot: Int, filterKey: String, network: Bool, limits: Limits) {
+    public init(code: String, workdir: String, slot: Int, filterKey: String, network: Bool, limits: Limits,
+                session: String? = nil) {
         self.code = code
         self.workdir = workdir
         self.slot = slot
         self.filterKey = filterKey
         self.network = network
         self.limits = limits
+        self.session = session
     }
 
     enum CodingKeys: String, CodingKey {
-        case code, workdir, slot, network, limits
+        case code, workdir, slot, network, limits, session
         case filterKey = "filter_key"
     }
 }
@@ -245,6 +251,10 @@ public struct ChildReport: Codable, Sendable, Equatable {
     public var outcome: RuntimeOutcome?
     /// Threads of the zygote right before this fork (must be 1).
     public var zygoteThreads: Int
+    /// Sessions: the interpreter is still running after the cell (it ended neither by a limit nor a crash).
+    public var interpreterAlive = false
+    /// Sessions: this cell started a new interpreter (the first cell, or the one after a timeout or crash).
+    public var freshInterpreter = true
 
     public init(exitCode: Int32? = nil, signal: Int32? = nil, wallMs: Int = 0, cpuMs: Int = 0, maxRssKb: Int = 0,
                 timedOut: Bool = false, cpuLimited: Bool = false, memoryLimited: Bool = false,
@@ -274,6 +284,7 @@ public struct ChildReport: Codable, Sendable, Equatable {
         case timedOut = "timed_out", cpuLimited = "cpu_limited", memoryLimited = "memory_limited"
         case outputLimited = "output_limited", stdoutTruncated = "stdout_truncated", stderrTruncated = "stderr_truncated"
         case blockedSyscall = "blocked_syscall", blockedSyscallNumber = "blocked_syscall_number", sandboxError = "sandbox_error", zygoteThreads = "zygote_threads"
+        case interpreterAlive = "interpreter_alive", freshInterpreter = "fresh_interpreter"
     }
 
     /// The status a user sees, from how the child ended. Order matters: the cause, not the symptom
@@ -285,7 +296,7 @@ public struct ChildReport: Codable, Sendable, Equatable {
         if outputLimited { return .outputLimit }
         if let outcome {
             if let e = outcome.error { return e.name == "MemoryError" ? .memoryLimit : .error }
-            return exitCode == 0 ? .ok : .killed
+            return exitCode == 0 || interpreterAlive ? .ok : .killed
         }
         return .killed
     }

@@ -18,16 +18,20 @@ public struct ExecutionRequest: Sendable {
     public var memoryBytes: Int64?
     /// Asks for network access; only granted when the profile allows it.
     public var network: Bool
+    /// Runs in this session's interpreter (its variables, its /mnt/data); the session's profile applies.
     public var sessionId: String?
+    /// Stored files copied into /mnt/data before the code runs (not reported back as outputs unless changed).
+    public var fileIds: [String]
 
     public init(code: String, profile: String = "default", timeoutSeconds: Double? = nil, memoryBytes: Int64? = nil,
-                network: Bool = false, sessionId: String? = nil) {
+                network: Bool = false, sessionId: String? = nil, fileIds: [String] = []) {
         self.code = code
         self.profile = profile
         self.timeoutSeconds = timeoutSeconds
         self.memoryBytes = memoryBytes
         self.network = network
         self.sessionId = sessionId
+        self.fileIds = fileIds
     }
 }
 
@@ -42,6 +46,13 @@ public struct EngineConfiguration: Sendable {
     public var uidBase: UInt32
     /// Modules the zygote imports once so that children start with them loaded.
     public var preload: [String]
+    /// Executions that may wait for a slot; one more is refused (`EngineError.busy`) instead of queued.
+    public var maxQueued: Int
+    /// Interpreters of sessions that may live at once (each holds its own uid and cgroup); when all are taken,
+    /// the one idle the longest is stopped (its session keeps its files).
+    public var sessionSlots: Int
+    /// Default idle time after which a session expires: 20 minutes, as OpenAI's containers.
+    public var sessionIdleSeconds: Int
 
     public static let defaultPreload = [
         "numpy", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "scipy.stats", "scipy.optimize", "PIL.Image",
@@ -49,13 +60,17 @@ public struct EngineConfiguration: Sendable {
     ]
 
     public init(dataDirectory: String, workerExecutable: String, profileDirectories: [String], slots: Int = 4,
-                uidBase: UInt32 = 2_000_000, preload: [String] = EngineConfiguration.defaultPreload) {
+                uidBase: UInt32 = 2_000_000, preload: [String] = EngineConfiguration.defaultPreload,
+                maxQueued: Int = 64, sessionSlots: Int = 8, sessionIdleSeconds: Int = 1200) {
         self.dataDirectory = dataDirectory
         self.workerExecutable = workerExecutable
         self.profileDirectories = profileDirectories
         self.slots = slots
         self.uidBase = uidBase
         self.preload = preload
+        self.maxQueued = maxQueued
+        self.sessionSlots = sessionSlots
+        self.sessionIdleSeconds = sessionIdleSeconds
     }
 
     /// Defaults for this machine: data directory from the environment, worker next to the running executable.
@@ -81,24 +96,29 @@ public final class ExecutionEngine: Sendable {
     public let store: FileStore
     private let logger: Logger
     private let slots: SlotPool
-    private struct State {
+    let sessionSlots: SessionSlots
+    let sessionBook = SessionBook()
+    struct State {
         var worker: WorkerProcess?
         var hello: WorkerHello?
         var profiles: [String: (SandboxProfile, CompiledFilter)] = [:]
     }
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let startLock = AsyncLock()
     private let nextJob = Atomic<UInt32>(0)
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "codeinterp.engine")) throws {
         self.configuration = configuration
         self.logger = logger
-        for dir in ["", "/work", "/logs"] {
+        for dir in ["", "/work", "/logs", "/sessions"] {
             try FileManager.default.createDirectory(atPath: configuration.dataDirectory + dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         }
         store = try FileStore(directory: configuration.dataDirectory)
-        slots = SlotPool(count: configuration.slots)
+        slots = SlotPool(count: configuration.slots, maxWaiting: configuration.maxQueued)
+        // Session interpreters get the worker slots after the executions' ones.
+        sessionSlots = SessionSlots(slots: configuration.slots..<(configuration.slots + configuration.sessionSlots),
+                                    maxWaiting: configuration.maxQueued)
     }
 
     /// Starts the zygote (if it is not running) and returns what it reported once ready.
@@ -110,7 +130,8 @@ public final class ExecutionEngine: Sendable {
             }
             let worker = try WorkerProcess.spawn(
                 executable: configuration.workerExecutable,
-                arguments: ["--control-fd", "3", "--slots", String(configuration.slots), "--uid-base", String(configuration.uidBase),
+                arguments: ["--control-fd", "3", "--slots", String(configuration.slots + configuration.sessionSlots),
+                            "--uid-base", String(configuration.uidBase),
                             "--preload", configuration.preload.joined(separator: ","),
                             "--mpl-config-dir", configuration.dataDirectory + "/mplconfig"],
                 logPath: configuration.dataDirectory + "/logs/worker.log")
@@ -143,19 +164,24 @@ public final class ExecutionEngine: Sendable {
     }
 
     /// Runs one execution to completion. `output` receives stdout/stderr chunks as the code prints them.
+    /// With a `sessionId` the code runs in that session's interpreter, after the session's earlier executions.
     public func execute(_ request: ExecutionRequest,
                         output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)? = nil) async throws -> ExecutionResult {
-        let (profile, filter) = try profile(request.profile)
-        if request.network && !profile.network {
-            throw EngineError(.badRequest, "profile \"\(profile.name)\" does not allow network access")
-        }
         if let t = request.timeoutSeconds, !(t > 0) { throw EngineError(.badRequest, "timeout must be positive") }
         if let m = request.memoryBytes, m <= 0 { throw EngineError(.badRequest, "memory limit must be positive") }
-        let limits = profile.limits.tightened(wallSeconds: request.timeoutSeconds, memoryBytes: request.memoryBytes)
-        try await start()
-        guard let worker = state.withLock({ $0.worker }) else { throw EngineError(.workerDied, "no worker") }
-        if !worker.hasFilter(filter.key) { try worker.loadFilter(FilterLoad(key: filter.key, bpf: filter.bpf)) }
+        let inputs = try request.fileIds.map { id throws(EngineError) -> StoredFile in
+            guard let file = try? store.file(id: id) else { throw EngineError(.notFound, "no file with id \(id)") }
+            return file
+        }
+        if let sessionId = request.sessionId {
+            let session = try requireSession(sessionId)
+            return try await sessionBook.lock(session.id).withLock {
+                try await executeInSession(request, session: session, inputs: inputs, output: output)
+            }
+        }
 
+        let (profile, filter, limits) = try plan(request, profileName: request.profile)
+        let worker = try await readyWorker(filter)
         let slot = try await slots.acquire()
         defer { slots.release(slot) }
         let id = UUID().uuidString.lowercased()
@@ -164,12 +190,103 @@ public final class ExecutionEngine: Sendable {
             throw EngineError(.workerFailed, "cannot create \(workdir): \(String(cString: strerror(errno)))")
         }
         defer { removeTree(workdir) }
+        var known: [String: FileStamp] = [:]
+        for file in inputs {
+            let name = try FileNames.sanitize(file.name)
+            try copyFile(from: store.blobPath(for: file), intoDirectory: workdir, name: name, owner: nil)
+            known[name] = FileStamp(path: workdir + "/" + name)
+        }
 
-        let job = nextJob.add(1, ordering: .relaxed).newValue
-        let started = Date()
-        let stream = try worker.start(job: job, ExecuteRequest(
+        let run = try await runJob(ExecuteRequest(
             code: request.code, workdir: workdir, slot: slot, filterKey: filter.key,
-            network: request.network && profile.network, limits: limits))
+            network: request.network && profile.network, limits: limits), worker: worker, output: output)
+        var result = assemble(id: id, run: run, limits: limits, sessionId: nil)
+        let collected = FileCollector(limits: limits, store: store, sessionId: nil).collect(workdir: workdir, known: known)
+        addCollected(collected, to: &result)
+        return result
+    }
+
+    /// One cell in a session's interpreter; the caller holds the session's lock.
+    private func executeInSession(_ request: ExecutionRequest, session: SessionRecord, inputs: [StoredFile],
+                                  output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> ExecutionResult {
+        let (profile, filter, limits) = try plan(request, profileName: session.profile)
+        // Active from the start: a sweep must not expire a session in the middle of a long cell.
+        _ = try? store.touchSession(id: session.id)
+        let worker = try await readyWorker(filter)
+        for file in inputs { _ = try addSessionFile(sessionId: session.id, fileId: file.id) }
+        let workdir = sessionDirectory(session.id)
+        let known = try sessionStamps(session, workdir: workdir)
+
+        let grant = try await sessionSlots.acquire(session: session.id)
+        var alive = false
+        defer { sessionSlots.release(session: session.id, alive: alive) }
+        if let evicted = grant.evicted { worker.closeSession(evicted) }
+        // A new interpreter may run as another uid than the one that wrote the session's files.
+        if !grant.wasLive, let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
+
+        let id = UUID().uuidString.lowercased()
+        let run = try await runJob(ExecuteRequest(
+            code: request.code, workdir: workdir, slot: grant.slot, filterKey: filter.key,
+            network: request.network && profile.network, limits: limits, session: session.id), worker: worker, output: output)
+        alive = run.report.interpreterAlive
+        var result = assemble(id: id, run: run, limits: limits, sessionId: session.id)
+        if run.report.freshInterpreter && session.executionCount > 0 {
+            result.stderr = "[codeinterp] this session's interpreter was restarted: variables, imports and functions "
+                + "from earlier executions are gone (files in /mnt/data are kept).\n" + result.stderr
+        }
+        if !alive {
+            result.stderr += "\n[codeinterp] the session's interpreter stopped (\(result.status.rawValue)); its files in "
+                + "/mnt/data are kept and the next execution starts a fresh interpreter.\n"
+        }
+
+        let collected = FileCollector(limits: limits, store: store, sessionId: session.id).collect(workdir: workdir, known: known)
+        for file in collected.files { try? store.makeCurrent(file) }
+        for path in Set(known.keys).subtracting(collected.seen.keys) { try? store.retire(sessionId: session.id, path: "/mnt/data/" + path) }
+        sessionBook.setStamps(session.id, collected.seen)
+        addCollected(collected, to: &result)
+        _ = try? store.touchSession(id: session.id, execution: true)
+        return result
+    }
+
+    /// What /mnt/data of a session held after its last collection. After a restart of the engine: the files the
+    /// store lists as current, where they are still unchanged on disk.
+    private func sessionStamps(_ session: SessionRecord, workdir: String) throws -> [String: FileStamp] {
+        if let stamps = sessionBook.stamps(session.id) { return stamps }
+        var stamps: [String: FileStamp] = [:]
+        for file in try store.currentFiles(sessionId: session.id) where file.path.hasPrefix("/mnt/data/") {
+            let relative = String(file.path.dropFirst("/mnt/data/".count))
+            if let stamp = FileStamp(path: workdir + "/" + relative), stamp.size == file.sizeBytes { stamps[relative] = stamp }
+        }
+        sessionBook.setStamps(session.id, stamps)
+        return stamps
+    }
+
+    private func plan(_ request: ExecutionRequest, profileName: String) throws -> (SandboxProfile, CompiledFilter, Limits) {
+        let (profile, filter) = try profile(profileName)
+        if request.network && !profile.network {
+            throw EngineError(.badRequest, "profile \"\(profile.name)\" does not allow network access")
+        }
+        return (profile, filter, profile.limits.tightened(wallSeconds: request.timeoutSeconds, memoryBytes: request.memoryBytes))
+    }
+
+    private func readyWorker(_ filter: CompiledFilter) async throws -> WorkerProcess {
+        try await start()
+        guard let worker = state.withLock({ $0.worker }) else { throw EngineError(.workerDied, "no worker") }
+        if !worker.hasFilter(filter.key) { try worker.loadFilter(FilterLoad(key: filter.key, bpf: filter.bpf)) }
+        return worker
+    }
+
+    struct JobRun {
+        var report: ChildReport
+        var stdout: [UInt8]
+        var stderr: [UInt8]
+    }
+
+    /// Sends one job to the worker and gathers its frames until it is over.
+    private func runJob(_ request: ExecuteRequest, worker: WorkerProcess,
+                        output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> JobRun {
+        let job = nextJob.add(1, ordering: .relaxed).newValue
+        let stream = try worker.start(job: job, request)
         var stdout: [UInt8] = [], stderr: [UInt8] = [], outcomeBytes: [UInt8] = []
         var report: ChildReport?
         var rejection: String?
@@ -197,10 +314,15 @@ public final class ExecutionEngine: Sendable {
         if let message = report.sandboxError { throw EngineError(.sandboxSetup, message) }
         if let nr = report.blockedSyscallNumber { report.blockedSyscall = syscallName(number: nr) ?? "syscall \(nr)" }
         report.outcome = outcomeBytes.isEmpty ? nil : try? JSONDecoder().decode(RuntimeOutcome.self, from: Data(outcomeBytes))
+        return JobRun(report: report, stdout: stdout, stderr: stderr)
+    }
 
+    /// The result of a finished job, with its figures stored as display files.
+    private func assemble(id: String, run: JobRun, limits: Limits, sessionId: String?) -> ExecutionResult {
+        let report = run.report
         var result = ExecutionResult(
-            id: "exec_\(id)", sessionId: request.sessionId, status: report.status,
-            stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self),
+            id: "exec_\(id)", sessionId: sessionId, status: report.status,
+            stdout: String(decoding: run.stdout, as: UTF8.self), stderr: String(decoding: run.stderr, as: UTF8.self),
             truncated: Truncation(stdout: report.stdoutTruncated, stderr: report.stderrTruncated),
             result: report.outcome?.result, error: report.outcome?.error,
             usage: Usage(wallMs: report.wallMs, cpuMs: report.cpuMs, maxRssKb: report.maxRssKb),
@@ -211,19 +333,21 @@ public final class ExecutionEngine: Sendable {
             guard let bytes = Data(base64Encoded: image.data) else { continue }
             let ext = image.mimeType == "image/png" ? "png" : (image.mimeType.split(separator: "/").last.map(String.init) ?? "bin")
             if let file = try? store.store(bytes: Array(bytes), name: "figure-\(i + 1).\(ext)", path: "", source: "assistant",
-                                           kind: "display", sessionId: request.sessionId) {
+                                           kind: "display", sessionId: sessionId) {
                 result.displays.append(Display(mimeType: file.mimeType, fileId: file.id))
                 result.files.append(file.ref(storePath: store.blobPath(for: file)))
             }
         }
-        let collected = FileCollector(limits: limits, store: store, sessionId: request.sessionId).collect(workdir: workdir)
+        logger.debug("execution finished", metadata: ["execution_id": "\(result.id)", "status": "\(result.status.rawValue)",
+                                                      "wall_ms": "\(report.wallMs)"])
+        return result
+    }
+
+    private func addCollected(_ collected: FileCollector.Outcome, to result: inout ExecutionResult) {
         result.files.insert(contentsOf: collected.files.map { $0.ref(storePath: store.blobPath(for: $0)) }, at: 0)
         if !collected.skipped.isEmpty {
             result.stderr += "\n[codeinterp] not collected: " + collected.skipped.joined(separator: "; ") + "\n"
         }
-        logger.debug("execution finished", metadata: ["execution_id": "\(result.id)", "status": "\(result.status.rawValue)",
-                                                      "wall_ms": "\(Int(Date().timeIntervalSince(started) * 1000))"])
-        return result
     }
 
     /// Limits and kills leave no Python exception behind; say what happened in the same shape.

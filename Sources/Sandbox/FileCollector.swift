@@ -8,6 +8,9 @@ import Glibc
 /// Collects what the code left in its /mnt/data into the store. Runs only after every process of the execution is
 /// dead, so nothing can swap a file for a symlink under it; still, every open is relative to a directory descriptor
 /// with O_NOFOLLOW, and only regular files are taken.
+///
+/// In a session the interpreter outlives the collection; the descriptor-relative, no-follow opens are what keep a
+/// file swapped for a symlink by a background thread from being read through the link.
 struct FileCollector {
     var limits: Limits
     var store: FileStore
@@ -16,20 +19,24 @@ struct FileCollector {
     struct Outcome {
         var files: [StoredFile] = []
         var skipped: [String] = []
+        /// Every regular file found (relative path -> stamp), collected or unchanged.
+        var seen: [String: FileStamp] = [:]
     }
 
-    func collect(workdir: String, excluding: Set<String> = []) -> Outcome {
+    /// Collects the regular files under `workdir`, except those whose stamp is in `known` unchanged (inputs
+    /// copied in, or files a session's earlier cells already produced).
+    func collect(workdir: String, known: [String: FileStamp] = [:]) -> Outcome {
         var outcome = Outcome()
         var bytes: Int64 = 0
         let root = open(workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard root >= 0 else { return outcome }
-        walk(dirFd: root, relative: "", depth: 0, bytes: &bytes, outcome: &outcome, excluding: excluding)
+        walk(dirFd: root, relative: "", depth: 0, bytes: &bytes, outcome: &outcome, known: known)
         outcome.files.sort { $0.path < $1.path }
         return outcome
     }
 
     private func walk(dirFd: Int32, relative: String, depth: Int, bytes: inout Int64, outcome: inout Outcome,
-                      excluding: Set<String>) {
+                      known: [String: FileStamp]) {
         guard let dir = fdopendir(dirFd) else {
             close(dirFd)
             return
@@ -46,9 +53,11 @@ struct FileCollector {
                     continue
                 }
                 let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if sub >= 0 { walk(dirFd: sub, relative: rel, depth: depth + 1, bytes: &bytes, outcome: &outcome, excluding: excluding) }
+                if sub >= 0 { walk(dirFd: sub, relative: rel, depth: depth + 1, bytes: &bytes, outcome: &outcome, known: known) }
             case S_IFREG:
-                if excluding.contains(rel) { continue }
+                let stamp = FileStamp(st)
+                outcome.seen[rel] = stamp
+                if known[rel] == stamp { continue }
                 guard outcome.files.count < limits.outputFiles else {
                     outcome.skipped.append("\(rel) (more than \(limits.outputFiles) files)")
                     continue
@@ -70,6 +79,26 @@ struct FileCollector {
                 continue
             }
         }
+    }
+}
+
+/// What tells a changed file from an unchanged one without reading it.
+struct FileStamp: Equatable, Sendable {
+    var size: Int64
+    var modified: Int64
+    var inode: UInt64
+
+    init(_ st: stat) {
+        size = Int64(st.st_size)
+        modified = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        inode = UInt64(st.st_ino)
+    }
+
+    /// The stamp of `path` (not following a final symlink), or nil.
+    init?(path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        self.init(st)
     }
 }
 

@@ -9,9 +9,11 @@ final class SlotPool: Sendable {
         var nextWaiter: UInt64 = 0
     }
     private let state: Mutex<State>
+    private let maxWaiting: Int
 
-    init(count: Int) {
+    init(count: Int, maxWaiting: Int = .max) {
         state = Mutex(State(free: Array((0..<count).reversed())))
+        self.maxWaiting = maxWaiting
     }
 
     func acquire() async throws -> Int {
@@ -21,12 +23,18 @@ final class SlotPool: Sendable {
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Int, any Error>) in
-                let slot: Int? = state.withLock { s in
+                let slot: Int?? = state.withLock { s in
                     if let slot = s.free.popLast() { return slot }
+                    if s.waiters.count >= maxWaiting { return .some(nil) }
                     s.waiters.append((waiterId, c))
                     return nil
                 }
-                if let slot { c.resume(returning: slot) }
+                switch slot {
+                case .some(.some(let slot)): c.resume(returning: slot)
+                case .some(.none):
+                    c.resume(throwing: EngineError(.busy, "all \(maxWaiting) places in the execution queue are taken"))
+                case .none: break
+                }
             }
         } onCancel: {
             let c = state.withLock { s -> CheckedContinuation<Int, any Error>? in

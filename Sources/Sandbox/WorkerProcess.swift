@@ -7,7 +7,15 @@ import Glibc
 #endif
 
 public struct EngineError: Error, CustomStringConvertible, Sendable {
-    public enum Code: Sendable { case workerFailed, workerDied, rejected, sandboxSetup, badRequest, profile }
+    public enum Code: Sendable {
+        case workerFailed, workerDied, rejected, sandboxSetup, badRequest, profile
+        /// An unknown (or expired) session or file.
+        case notFound
+        /// Too many executions waiting: try again later.
+        case busy
+        /// An upload or file over its size limit.
+        case tooLarge
+    }
     public var code: Code
     public var message: String
     public init(_ code: Code, _ message: String) {
@@ -121,6 +129,11 @@ final class WorkerProcess: Sendable {
 
     func cancel(job: UInt32) {
         try? send(Frame(kind: .cancel, job: job))
+    }
+
+    /// Stops a session's interpreter (the worker forks a fresh one on the session's next cell).
+    func closeSession(_ key: String) {
+        try? send(Frame(kind: .closeSession, payload: Array(key.utf8)))
     }
 
     func send(_ frame: Frame) throws {

@@ -69,14 +69,21 @@ struct EmbeddedPython {
     static func beforeFork() { PyOS_BeforeFork() }
     static func afterForkInParent() { PyOS_AfterFork_Parent() }
 
-    /// In the child, after isolation: reseed, then run the cell; the runtime writes its JSON to `resultFd`.
-    func runCell(_ code: String, resultFd: Int32) {
+    /// In the child, once isolated and before its first cell: reseed, reconfigure the standard streams.
+    func afterFork() {
         if let r = ci_py_call0(afterForkFn) { ci_py_decref(r) } else { PyErr_Print() }
+    }
+
+    /// Runs one cell; the runtime writes its JSON outcome to `resultFd`, then closes it unless `keepOpen` (a
+    /// session, whose cells share the descriptor).
+    func runCell(_ code: String, resultFd: Int32, keepOpen: Bool) {
         let codeObject = PyUnicode_FromString(code)
         let fdObject = PyLong_FromLong(Int(resultFd))
-        if let r = ci_py_call2(executeFn, codeObject, fdObject) { ci_py_decref(r) } else { PyErr_Print() }
+        let keepObject = PyBool_FromLong(keepOpen ? 1 : 0)
+        if let r = ci_py_call3(executeFn, codeObject, fdObject, keepObject) { ci_py_decref(r) } else { PyErr_Print() }
         ci_py_decref(codeObject)
         ci_py_decref(fdObject)
+        ci_py_decref(keepObject)
     }
 
     private static func fetchError() -> String {

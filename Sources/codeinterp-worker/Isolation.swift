@@ -18,6 +18,8 @@ struct IsolationPlan {
     /// The zygote's address-space size; the code's memory allowance comes on top of it.
     var baseAddressSpace: UInt64
     var namespaces: Bool
+    /// A session's interpreter: keeps its command pipe (fd 4) and gets its CPU allowance cell by cell.
+    var session: Bool
 }
 
 /// The isolation sequence of a child, in order. Runs in the forked child of the single-threaded zygote, as root
@@ -54,7 +56,11 @@ func isolate(_ plan: IsolationPlan) throws(SystemCallError) {
     stage(5)
     let l = plan.limits
     try check("RLIMIT_AS") { ci_setrlimit(CI_RLIMIT_AS, plan.baseAddressSpace + UInt64(l.memoryBytes), plan.baseAddressSpace + UInt64(l.memoryBytes)) }
-    try check("RLIMIT_CPU") { ci_setrlimit(CI_RLIMIT_CPU, UInt64(l.cpuSeconds), UInt64(l.cpuSeconds + 1)) }
+    // A session raises its soft CPU limit before each cell (RLIMIT_CPU counts the process's whole life), so its
+    // hard limit stays open; the wall-clock limit bounds every cell all the same.
+    try check("RLIMIT_CPU") {
+        ci_setrlimit(CI_RLIMIT_CPU, UInt64(l.cpuSeconds), plan.session ? UInt64.max : UInt64(l.cpuSeconds + 1))
+    }
     try check("RLIMIT_FSIZE") { ci_setrlimit(CI_RLIMIT_FSIZE, UInt64(l.fileSizeBytes), UInt64(l.fileSizeBytes)) }
     try check("RLIMIT_NOFILE") { ci_setrlimit(CI_RLIMIT_NOFILE, UInt64(l.openFiles), UInt64(l.openFiles)) }
     try check("RLIMIT_CORE") { ci_setrlimit(CI_RLIMIT_CORE, 0, 0) }
@@ -80,7 +86,7 @@ func isolate(_ plan: IsolationPlan) throws(SystemCallError) {
     for (k, v) in env { setenv(k, v, 1) }
 
     stage(8)
-    ci_close_from(4)
+    ci_close_from(plan.session ? 5 : 4)
 
     stage(9)
     try check("no_new_privs") { ci_set_no_new_privs() }

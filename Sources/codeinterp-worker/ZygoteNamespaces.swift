@@ -71,10 +71,15 @@ struct SlotCgroups {
     let slots: Int
 
     /// Creates the slot groups, or returns nil where cgroup v1 memory and pids controllers are not writable.
+    /// The zygote itself joins `<name>/zygote`: a group with a process in it is in use, which is how another
+    /// zygote's `removeStale` tells it from the leftovers of a crash (pids cannot tell: every zygote lives in a
+    /// pid namespace of its own, and another namespace's pid 41 is not ours).
     static func create(name: String, slots: Int) -> SlotCgroups? {
         for controller in ["memory", "pids"] {
             let base = "\(root)/\(controller)/\(name)"
             mkdir(base, 0o755)
+            mkdir("\(base)/zygote", 0o755)
+            guard writeFile("\(base)/zygote/cgroup.procs", String(getpid())) else { return nil }
             for slot in 0..<slots {
                 let dir = "\(base)/slot\(slot)"
                 if mkdir(dir, 0o755) != 0 && errno != EEXIST { return nil }
@@ -117,20 +122,23 @@ struct SlotCgroups {
 
     func remove() {
         for controller in ["memory", "pids"] {
+            // Out of our own group first: a group with a process in it cannot be removed.
+            writeFile("\(SlotCgroups.root)/\(controller)/cgroup.procs", String(getpid()))
             for slot in 0..<slots { rmdir(dir(controller, slot)) }
+            rmdir("\(SlotCgroups.root)/\(controller)/\(name)/zygote")
             rmdir("\(SlotCgroups.root)/\(controller)/\(name)")
         }
     }
 
-    /// Removes the groups of workers that died without cleaning up (their directories are empty by then).
+    /// Removes the groups of workers that died without cleaning up: no process left in their `zygote` group.
     static func removeStale(prefix: String) {
         for controller in ["memory", "pids"] {
             let base = "\(root)/\(controller)"
-            for name in directoryEntryNames(atPath: base) ?? [] {
-                guard name.hasPrefix(prefix), let pid = pid_t(name.dropFirst(prefix.count)),
-                      kill(pid, 0) != 0 && errno == ESRCH else { continue }
-                for slot in directoryEntryNames(atPath: "\(base)/\(name)") ?? [] where slot.hasPrefix("slot") {
-                    rmdir("\(base)/\(name)/\(slot)")
+            for name in directoryEntryNames(atPath: base) ?? [] where name.hasPrefix(prefix) {
+                let owner = readSmallFile("\(base)/\(name)/zygote/cgroup.procs") ?? ""
+                guard owner.allSatisfy(\.isWhitespace) else { continue }
+                for group in directoryEntryNames(atPath: "\(base)/\(name)") ?? [] where group.hasPrefix("slot") || group == "zygote" {
+                    rmdir("\(base)/\(name)/\(group)")
                 }
                 rmdir("\(base)/\(name)")
             }

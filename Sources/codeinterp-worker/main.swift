@@ -14,6 +14,8 @@ do { config = try WorkerConfig.parse(CommandLine.arguments) } catch {
     FileHandle.standardError.write(Data("codeinterp-worker: \(error)\n".utf8))
     exit(2)
 }
+// A session's interpreter that died leaves a broken command pipe: a failed write, not a dead zygote.
+signal(SIGPIPE, SIG_IGN)
 // Die with the engine, whatever happens to it.
 ci_set_parent_death_signal(SIGKILL)
 if getppid() == 1 { exit(0) }
@@ -25,7 +27,8 @@ for (k, v) in ["OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THR
 }
 mkdir(config.mplConfigDir, 0o755)
 
-let cgroupName = "\(config.cgroupName)-\(getpid())"
+// Unique on the machine: zygotes in other pid namespaces can have the same pid.
+let cgroupName = "\(config.cgroupName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 if geteuid() == 0 { SlotCgroups.removeStale(prefix: "\(config.cgroupName)-") }
 let cgroups = geteuid() == 0 ? SlotCgroups.create(name: cgroupName, slots: config.slots) : nil
 var namespaces = ZygoteNamespaces.enter()

@@ -38,3 +38,45 @@ build() {
   log "building ($config)"
   swift build -c "$config" -Xswiftc -warnings-as-errors
 }
+
+# A virtualenv (.venv) with the real clients the end-to-end tests and benchmarks use (Tests/e2e/requirements.txt),
+# reinstalled when that file changes.
+ensure_venv() {
+  local req="$ROOT/Tests/e2e/requirements.txt" stamp="$ROOT/.venv/.requirements"
+  [ -x "$ROOT/.venv/bin/python" ] || { log "creating .venv"; /usr/bin/python3 -m venv "$ROOT/.venv"; }
+  if ! cmp -s "$req" "$stamp"; then
+    log "installing $(grep -v '^#' "$req" | tr '\n' ' ')into .venv"
+    "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$stamp"
+  fi
+}
+
+# Starts `codeinterp serve` in the background on a free port with a fresh data directory and a generated key.
+# Sets SERVER_PID, CODEINTERP_URL, CODEINTERP_API_KEY; waits until /healthz answers. $1 = binary, rest = flags.
+start_server() {
+  local bin="$1"; shift
+  local port data
+  port="$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  data="$(mktemp -d)"
+  export CODEINTERP_API_KEY="test-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  export CODEINTERP_URL="http://127.0.0.1:$port"
+  "$bin" serve --host 127.0.0.1 --port "$port" --data-dir "$data" --api-key "$CODEINTERP_API_KEY" "$@" \
+    >"$data/server.log" 2>&1 &
+  SERVER_PID=$!
+  SERVER_LOG="$data/server.log"
+  for _ in $(seq 1 300); do
+    if curl -fsS "$CODEINTERP_URL/healthz" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; log "the server exited during start-up"; return 1; }
+    sleep 0.1
+  done
+  cat "$SERVER_LOG" >&2
+  log "the server did not answer /healthz within 30 s"
+  return 1
+}
+
+stop_server() {
+  [ -n "${SERVER_PID:-}" ] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}

@@ -11,10 +11,11 @@ The zygote worker (Swift, embedding libpython3) loads this module once at start,
         In each child, before user code: reseed `random` and numpy's legacy global RandomState (the child
         would otherwise repeat the zygote's sequence), and make stdout/stderr line-buffered UTF-8 so that
         output streams live.
-    execute(code: str, result_fd: int) -> None
+    execute(code: str, result_fd: int, keep_open: bool = False) -> None
         Run `code` in the namespace of `__main__` and write ONE compact JSON object to result_fd, then
-        close it (the reader must drain the descriptor while the code runs: the object can exceed a pipe's
-        buffer):
+        close it unless keep_open (a session's interpreter writes every cell's outcome to the same
+        descriptor; the worker frames them). The reader must drain the descriptor while the code runs: the
+        object can exceed a pipe's buffer:
             {"result": {"text/plain": "...", "text/html": "..."} | null,
              "error": {"name": "ZeroDivisionError", "value": "division by zero",
                        "traceback": ["Traceback (most recent call last):", "  File \"<cell-1>\", ..."]} | null,
@@ -161,8 +162,9 @@ def after_fork():
                 pass  # a closed stream: the child has nowhere to print anyway
 
 
-def execute(code, result_fd):
-    """Run `code` as a notebook cell in __main__ and write the outcome as JSON to result_fd (closed after)."""
+def execute(code, result_fd, keep_open=False):
+    """Run `code` as a notebook cell in __main__ and write the outcome as JSON to result_fd, closed after
+    unless keep_open (a session's interpreter, which answers many cells on the same descriptor)."""
     global _cell
     outcome = {"result": None, "error": None, "displays": []}
     try:
@@ -171,7 +173,7 @@ def execute(code, result_fd):
         _run_cell(code.replace("\r\n", "\n").replace("\r", "\n"), outcome)
     except BaseException as exc:  # a failure of this runtime itself, or an interrupt while it finishes up
         outcome["error"] = _internal_error(exc)
-    _write_outcome(outcome, result_fd)
+    _write_outcome(outcome, result_fd, keep_open)
 
 
 # --- Running a cell ------------------------------------------------------------------------------------
@@ -328,7 +330,7 @@ def _cap(text, limit=_MAX_TEXT):
 
 # --- Output --------------------------------------------------------------------------------------------
 
-def _write_outcome(outcome, fd):
+def _write_outcome(outcome, fd, keep_open=False):
     # The user's prints must reach their pipes before the server reads the outcome.
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
@@ -347,10 +349,11 @@ def _write_outcome(outcome, fd):
     except OSError:
         pass  # the reader is gone: there is nobody left to tell
     finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+        if not keep_open:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 # --- Figures, images and display() ---------------------------------------------------------------------

@@ -1,0 +1,110 @@
+import Foundation
+import Synchronization
+
+/// The worker slots reserved for sessions' interpreters, and which session holds which.
+///
+/// A session keeps its slot (uid and cgroup) while its interpreter lives. When every slot is taken, the interpreter
+/// idle the longest is stopped to make room: its session keeps its files and starts a fresh interpreter on its next
+/// execution. When every interpreter is busy, callers wait, at most `maxWaiting` of them.
+final class SessionSlots: Sendable {
+    struct Grant: Sendable {
+        var slot: Int
+        /// The session's interpreter was already running in this slot.
+        var wasLive: Bool
+        /// A session whose idle interpreter was stopped to free the slot; the caller tells the worker.
+        var evicted: String?
+    }
+
+    private struct Entry {
+        var slot: Int
+        var lastUsed: UInt64
+        var busy: Bool
+    }
+
+    private struct State {
+        var free: [Int]
+        var live: [String: Entry] = [:]
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var clock: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+    private let maxWaiting: Int
+
+    init(slots: Range<Int>, maxWaiting: Int) {
+        state = Mutex(State(free: Array(slots.reversed())))
+        self.maxWaiting = maxWaiting
+    }
+
+    var liveCount: Int { state.withLock { $0.live.count } }
+
+    func acquire(session: String) async throws -> Grant {
+        while true {
+            try Task.checkCancellation()
+            enum Step { case granted(Grant), wait, full }
+            let step = state.withLock { s -> Step in
+                s.clock += 1
+                if var entry = s.live[session] {
+                    // Executions of one session are serialized by the caller; a busy entry here is a bug upstream.
+                    if entry.busy { return .wait }
+                    entry.busy = true
+                    entry.lastUsed = s.clock
+                    s.live[session] = entry
+                    return .granted(Grant(slot: entry.slot, wasLive: true, evicted: nil))
+                }
+                if let slot = s.free.popLast() {
+                    s.live[session] = Entry(slot: slot, lastUsed: s.clock, busy: true)
+                    return .granted(Grant(slot: slot, wasLive: false, evicted: nil))
+                }
+                if let (victim, entry) = s.live.filter({ !$0.value.busy }).min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
+                    s.live[victim] = nil
+                    s.live[session] = Entry(slot: entry.slot, lastUsed: s.clock, busy: true)
+                    return .granted(Grant(slot: entry.slot, wasLive: false, evicted: victim))
+                }
+                return s.waiters.count >= maxWaiting ? .full : .wait
+            }
+            switch step {
+            case .granted(let grant): return grant
+            case .full: throw EngineError(.busy, "every session interpreter is busy and \(maxWaiting) executions are waiting")
+            case .wait:
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    state.withLock { $0.waiters.append(c) }
+                }
+            }
+        }
+    }
+
+    /// The execution is over. `alive`: the interpreter still runs (else its slot is freed).
+    func release(session: String, alive: Bool) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if var entry = s.live[session] {
+                if alive {
+                    entry.busy = false
+                    s.live[session] = entry
+                } else {
+                    s.live[session] = nil
+                    s.free.append(entry.slot)
+                }
+            }
+            return s.waiters.isEmpty ? nil : s.waiters.removeFirst()
+        }
+        waiter?.resume()
+    }
+
+    /// Forgets a session (deleted or expired); returns whether it held an interpreter slot.
+    @discardableResult
+    func remove(session: String) -> Bool {
+        let (held, waiter) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard let entry = s.live.removeValue(forKey: session) else { return (false, nil) }
+            s.free.append(entry.slot)
+            return (true, s.waiters.isEmpty ? nil : s.waiters.removeFirst())
+        }
+        waiter?.resume()
+        return held
+    }
+
+    /// The slot of a session's running interpreter, if it has one.
+    func slot(of session: String) -> Int? {
+        state.withLock { $0.live[session]?.slot }
+    }
+}

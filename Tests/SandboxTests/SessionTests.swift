@@ -1,0 +1,199 @@
+import FileStore
+import Foundation
+import InterpreterCore
+import Testing
+@testable import Sandbox
+
+@Suite("Sessions keep state like a notebook kernel", .serialized)
+struct SessionTests {
+    let engine = EngineFixture.engine
+
+    func run(_ code: String, in session: SessionRecord, timeout: Double? = nil) async throws -> ExecutionResult {
+        try await engine.execute(ExecutionRequest(code: code, timeoutSeconds: timeout, sessionId: session.id))
+    }
+
+    @Test func variablesImportsAndFunctionsPersistAcrossExecutions() async throws {
+        let session = try engine.createSession(SessionOptions(name: "state"))
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let first = try await run("import pandas as pd\nx = 41\ndef double(v):\n    return 2 * v", in: session)
+        #expect(first.status == .ok, "\(first.error.map { $0.traceback.joined(separator: "\n") } ?? first.stderr)")
+        #expect(first.sessionId == session.id)
+        let second = try await run("x += 1\nprint(double(x))\npd.DataFrame({'a': [x]}).a.sum()", in: session)
+        #expect(second.status == .ok, "\(second.error.map { $0.traceback.joined(separator: "\n") } ?? second.stderr)")
+        #expect(second.stdout == "84\n")
+        #expect(second.result?["text/plain"] == "42")
+        #expect(!second.stderr.contains("restarted"))
+        #expect(try engine.session(id: session.id)?.executionCount == 2)
+    }
+
+    @Test func filesPersistAndOnlyChangedOnesAreReported() async throws {
+        let session = try engine.createSession(SessionOptions())
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let write = try await run("open('notes.txt', 'w').write('v1')", in: session)
+        #expect(write.files.map(\.path) == ["/mnt/data/notes.txt"])
+        let untouched = try await run("open('notes.txt').read()", in: session)
+        #expect(untouched.result?["text/plain"] == "'v1'")
+        #expect(untouched.files.isEmpty, "an unchanged file is reported again: \(untouched.files.map(\.path))")
+        let rewrite = try await run("open('notes.txt', 'w').write('version 2')", in: session)
+        let v2 = try #require(rewrite.files.first)
+        #expect(v2.sizeBytes == 9)
+        // The session lists one current version per path.
+        let listed = try engine.sessionFiles(sessionId: session.id)
+        #expect(listed.map(\.id) == [v2.id])
+        let removed = try await run("import os\nos.remove('notes.txt')", in: session)
+        #expect(removed.status == .ok)
+        #expect(try engine.sessionFiles(sessionId: session.id).isEmpty)
+    }
+
+    @Test func timeoutStopsTheInterpreterButKeepsTheFiles() async throws {
+        let session = try engine.createSession(SessionOptions())
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let first = try await run("state = 'kept in memory'\nopen('result.csv', 'w').write('a,b\\n1,2\\n')", in: session)
+        #expect(first.status == .ok && first.files.map(\.name) == ["result.csv"], "\(first)")
+        let stuck = try await run("while True:\n    pass", in: session, timeout: 1)
+        #expect(stuck.status == .timeout)
+        #expect(stuck.stderr.contains("next execution starts a fresh interpreter"))
+        let after = try await run("import os\nprint(open('result.csv').read().strip())\nstate", in: session)
+        #expect(after.stdout == "a,b\n1,2\n", "\(after)")
+        #expect(after.error?.name == "NameError", "state survived the kill: \(String(describing: after.result))")
+        #expect(after.stderr.contains("interpreter was restarted"))
+        // And it works as a session again from there.
+        _ = try await run("y = 5", in: session)
+        let next = try await run("y * 2", in: session)
+        #expect(next.result?["text/plain"] == "10")
+    }
+
+    @Test func anInterpreterThatExitsIsReplaced() async throws {
+        let session = try engine.createSession(SessionOptions())
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        _ = try await run("z = 1", in: session)
+        let exited = try await run("import os\nos._exit(3)", in: session)
+        #expect(exited.status == .killed)
+        let next = try await run("print('alive')", in: session)
+        #expect(next.status == .ok)
+        #expect(next.stdout == "alive\n")
+    }
+
+    @Test func uploadedCSVIsReadWithPandas() async throws {
+        let session = try engine.createSession(SessionOptions())
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let csv = "region,sales\nnorth,10\nsouth,32\n"
+        let upload = try engine.addSessionFile(sessionId: session.id, name: "../../uploads/sales.csv", bytes: Array(csv.utf8))
+        #expect(upload.path == "/mnt/data/sales.csv")
+        #expect(upload.source == "user")
+        let r = try await run("import pandas as pd\ndf = pd.read_csv('/mnt/data/sales.csv')\nint(df.sales.sum())", in: session)
+        #expect(r.status == .ok, "\(r.error.map { $0.traceback.joined(separator: "\n") } ?? r.stderr)")
+        #expect(r.result?["text/plain"] == "42")
+        #expect(r.files.isEmpty, "the upload came back as an output: \(r.files.map(\.path))")
+        // The code can replace what the user uploaded (the file belongs to the session's uid).
+        let edit = try await run("open('sales.csv', 'a').write('east,1\\n')", in: session)
+        #expect(edit.status == .ok, "\(edit.error?.value ?? "")")
+        #expect(edit.files.first?.source == "assistant")
+        #expect(try engine.sessionFiles(sessionId: session.id).count == 1)
+    }
+
+    @Test func sessionsDoNotSeeEachOthersFiles() async throws {
+        let a = try engine.createSession(SessionOptions())
+        let b = try engine.createSession(SessionOptions())
+        defer { _ = try? engine.deleteSession(id: a.id); _ = try? engine.deleteSession(id: b.id) }
+        _ = try await run("open('secret.txt', 'w').write('a only')", in: a)
+        let look = try await run("import os\nsorted(os.listdir('/mnt/data'))", in: b)
+        #expect(look.result?["text/plain"] == "[]")
+    }
+
+    @Test func deletedAndIdleSessionsAreGone() async throws {
+        let session = try engine.createSession(SessionOptions(idleTimeoutSeconds: 60))
+        _ = try await run("open('x.txt', 'w').write('x')", in: session)
+        let directory = engine.sessionDirectory(session.id)
+        #expect(FileManager.default.fileExists(atPath: directory))
+        // Nothing expires before its time...
+        #expect(try engine.sweep(now: Date().addingTimeInterval(30)).expiredSessions == 0)
+        #expect(try engine.session(id: session.id) != nil)
+        // ...and an idle session goes with its files and interpreter once it is due.
+        let report = try engine.sweep(now: Date().addingTimeInterval(61))
+        #expect(report.expiredSessions >= 1)
+        #expect(try engine.session(id: session.id) == nil)
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        await #expect(throws: EngineError.self) { try await run("1", in: session) }
+
+        let other = try engine.createSession(SessionOptions())
+        #expect(try engine.deleteSession(id: other.id))
+        #expect(try engine.deleteSession(id: other.id) == false)
+        #expect(throws: EngineError.self) { try engine.sessionFiles(sessionId: other.id) }
+    }
+
+    @Test func unusableFileNamesAreRefused() throws {
+        #expect(try FileNames.sanitize("../../etc/passwd") == "passwd")
+        #expect(try FileNames.sanitize("C:\\Users\\me\\report.xlsx") == "report.xlsx")
+        for bad in ["", "..", "/", "a/..", "bad\u{1}name", String(repeating: "x", count: 300)] {
+            #expect(throws: EngineError.self, "accepted \(bad.debugDescription)") { try FileNames.sanitize(bad) }
+        }
+    }
+
+    @Test func statelessExecutionGetsInputFiles() async throws {
+        let input = try engine.store.store(bytes: Array("1\n2\n3\n".utf8), name: "numbers.txt", path: "", source: "user")
+        let r = try await engine.execute(ExecutionRequest(
+            code: "sum(int(line) for line in open('numbers.txt'))", fileIds: [input.id]))
+        #expect(r.result?["text/plain"] == "6")
+        #expect(r.files.isEmpty)
+        await #expect(throws: EngineError.self) {
+            try await engine.execute(ExecutionRequest(code: "1", fileIds: ["00000000-0000-0000-0000-000000000000"]))
+        }
+    }
+}
+
+@Suite("Session interpreters share a bounded set of slots", .serialized)
+struct SessionEvictionTests {
+    @Test func theLongestIdleInterpreterMakesRoom() async throws {
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_PROFILES_DIR"] = EngineFixture.packageRoot.appendingPathComponent("sandbox-profiles").path
+        var config = EngineConfiguration.defaults(dataDirectory: EngineFixture.dataDirectory + "-eviction", environment: env)
+        config.slots = 1
+        config.sessionSlots = 1
+        config.preload = []
+        config.uidBase = 2_100_000
+        let engine = try ExecutionEngine(configuration: config)
+        defer { engine.shutdown() }
+        let a = try engine.createSession(SessionOptions())
+        let b = try engine.createSession(SessionOptions())
+        _ = try await engine.execute(ExecutionRequest(code: "x = 'a'", sessionId: a.id))
+        #expect(engine.liveInterpreters == 1)
+        let inB = try await engine.execute(ExecutionRequest(code: "x = 'b'\nx", sessionId: b.id))
+        #expect(inB.result?["text/plain"] == "'b'")
+        #expect(engine.liveInterpreters == 1)
+        let backInA = try await engine.execute(ExecutionRequest(code: "x", sessionId: a.id))
+        #expect(backInA.error?.name == "NameError")
+        #expect(backInA.stderr.contains("interpreter was restarted"))
+    }
+}
+
+@Suite("Sessions survive a restart of the service", .serialized)
+struct SessionRestartTests {
+    @Test func filesAndMetadataAreIntactAfterARestart() async throws {
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_PROFILES_DIR"] = EngineFixture.packageRoot.appendingPathComponent("sandbox-profiles").path
+        var config = EngineConfiguration.defaults(dataDirectory: EngineFixture.dataDirectory + "-restart", environment: env)
+        config.slots = 1
+        config.sessionSlots = 1
+        config.preload = ["pandas"]
+        config.uidBase = 2_200_000
+        let before = try ExecutionEngine(configuration: config)
+        let session = try before.createSession(SessionOptions(name: "kept"))
+        _ = try before.addSessionFile(sessionId: session.id, name: "input.csv", bytes: Array("a\n1\n2\n".utf8))
+        let made = try await before.execute(ExecutionRequest(
+            code: "import pandas as pd\npd.read_csv('input.csv').a.sum()\nopen('out.txt', 'w').write('made before')",
+            sessionId: session.id))
+        #expect(made.status == .ok)
+        let filesBefore = try before.sessionFiles(sessionId: session.id)
+        before.shutdown()
+
+        let after = try ExecutionEngine(configuration: config)
+        defer { after.shutdown() }
+        #expect(try after.session(id: session.id)?.name == "kept")
+        #expect(try after.sessionFiles(sessionId: session.id) == filesBefore)
+        let r = try await after.execute(ExecutionRequest(code: "open('out.txt').read()", sessionId: session.id))
+        #expect(r.result?["text/plain"] == "'made before'")
+        #expect(r.stderr.contains("interpreter was restarted"))
+        #expect(r.files.isEmpty, "files from before the restart came back as new outputs: \(r.files.map(\.path))")
+    }
+}

@@ -1,0 +1,108 @@
+"""HTTP round trips against a running server: latency percentiles and throughput at several concurrencies.
+
+    http_bench.py URL KEY LABEL [--naive] [--levels 1,2,8,32] [--requests-per-level N]
+
+Cases: print(1) and the chart (bench-cases/chart.py), stateless, and (codeinterp only) in a session: each
+client thread has its own session and runs its requests in it, as a chat backend with one session per
+conversation does. Prints one JSON line per (case, concurrency).
+"""
+import http.client
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+
+CASES = os.path.dirname(os.path.abspath(__file__))
+
+
+def connection(url):
+    parsed = urllib.parse.urlparse(url)
+    return http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=300)
+
+
+def post(conn, key, path, body):
+    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    payload = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{path}: HTTP {response.status}: {payload[:300]!r}")
+    return json.loads(payload)
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run_level(url, key, code, concurrency, total, session):
+    latencies, errors = [], []
+    lock = threading.Lock()
+    per_thread = max(1, total // concurrency)
+
+    def client():
+        conn = connection(url)
+        try:
+            body = {"code": code}
+            if session:
+                body["session_id"] = post(conn, key, "/v1/sessions", {})["id"]
+            post(conn, key, "/v1/execute", body)  # warm this connection (and the session's interpreter)
+            for _ in range(per_thread):
+                started = time.perf_counter()
+                result = post(conn, key, "/v1/execute", body)
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    if result.get("status") == "ok":
+                        latencies.append(elapsed)
+                    else:
+                        errors.append(result.get("status"))
+            if session:
+                conn.request("DELETE", f"/v1/sessions/{body['session_id']}", headers={"Authorization": f"Bearer {key}"})
+                conn.getresponse().read()
+        except Exception as error:  # counted, reported
+            with lock:
+                errors.append(str(error)[:200])
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return latencies, errors, wall
+
+
+def main():
+    url, key, label = sys.argv[1], sys.argv[2], sys.argv[3]
+    naive = "--naive" in sys.argv
+    levels = [1, 2, 8, 32]
+    per_level = 40
+    if "--levels" in sys.argv:
+        levels = [int(x) for x in sys.argv[sys.argv.index("--levels") + 1].split(",")]
+    if "--requests-per-level" in sys.argv:
+        per_level = int(sys.argv[sys.argv.index("--requests-per-level") + 1])
+    chart = open(os.path.join(CASES, "chart.py")).read()
+    cases = [("print1", "print(1)", False), ("chart", chart, False)]
+    if not naive:
+        cases += [("print1-session", "print(1)", True), ("chart-session", chart, True)]
+    for name, code, session in cases:
+        for concurrency in levels:
+            total = max(per_level, 2 * concurrency)
+            latencies, errors, wall = run_level(url, key, code, concurrency, total, session)
+            row = {"server": label, "case": name, "concurrency": concurrency, "requests": len(latencies),
+                   "errors": len(errors), "first_error": errors[0] if errors else None}
+            if latencies:
+                row.update({"p50_ms": round(statistics.median(latencies), 1),
+                            "p95_ms": round(percentile(latencies, 95), 1),
+                            "p99_ms": round(percentile(latencies, 99), 1),
+                            "throughput_rps": round(len(latencies) / wall, 1)})
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
