@@ -76,8 +76,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "codeinterp.server")
 
-        var engineConfig = EngineConfiguration.defaults(dataDirectory: settings.dataDirectory)
-        if let slots = settings.slots { engineConfig.slots = slots }
+        let engineConfig = settings.engineConfiguration(EngineConfiguration.defaults(dataDirectory: settings.dataDirectory))
         let engine = try ExecutionEngine(configuration: engineConfig, logger: Logger(label: "codeinterp.engine"))
         let dataDirectory = engine.configuration.dataDirectory
 

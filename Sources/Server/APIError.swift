@@ -141,6 +141,9 @@ enum EngineErrorKind {
         switch e.code {
         case .badRequest: self = .badRequest
         case .profile: self = .profile
+        case .notFound: self = .notFound
+        case .busy: self = .busy
+        case .tooLarge: self = .tooLarge
         case .workerFailed, .workerDied, .rejected, .sandboxSetup: self = .unavailable
         }
     }

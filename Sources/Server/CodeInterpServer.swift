@@ -119,11 +119,11 @@ public final class CodeInterpServer: Sendable {
 
         router.post("/v1/execute") { [self] request, context in try await execute(request, context) }
 
-        router.get("/v1/files/:id") { [self] _, context in try fileObject(try context.parameters.require("id")) }
-        router.get("/v1/files/:id/content") { [self] request, context in
+        router.get("/v1/files/{id}") { [self] _, context in try fileObject(try context.parameters.require("id")) }
+        router.get("/v1/files/{id}/content") { [self] request, context in
             try fileContent(request, id: try context.parameters.require("id"))
         }
-        router.delete("/v1/files/:id") { [self] _, context in try deleteFile(try context.parameters.require("id")) }
+        router.delete("/v1/files/{id}") { [self] _, context in try deleteFile(try context.parameters.require("id")) }
 
         addSessionRoutes(to: router)
         return router
@@ -168,8 +168,9 @@ public final class CodeInterpServer: Sendable {
     }
 
     /// Collects a JSON body up to `maxRequestBytes` and checks it is declared as JSON.
-    func jsonBody(_ request: Request) async throws -> Data {
-        if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
+    func jsonBody(_ request: Request, allowEmpty: Bool = false) async throws -> Data {
+        if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json"),
+           !(allowEmpty && request.headers[.contentLength] == "0") {
             throw APIError(status: .unsupportedMediaType, message: "send the request body as application/json (got \(type))",
                            type: "invalid_request_error", code: "unsupported_media_type")
         }

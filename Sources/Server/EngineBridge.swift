@@ -1,34 +1,46 @@
 import FileStore
 import Foundation
-import Hummingbird
 import Sandbox
 
-/// The parts of the server that depend on the engine's session API (stateless-only until it lands).
+/// How the server reaches the engine's sessions, files and sweep.
 extension CodeInterpServer {
-    func requireSession(_ id: String, param: String) throws {
-        throw APIError.notFound("session", id: id, param: param)
+    /// The live session, or 404 naming `param`.
+    @discardableResult
+    func requireSession(_ id: String, param: String, what: String = "session") throws -> SessionRecord {
+        guard let session = try engine.session(id: id) else { throw APIError.notFound(what, id: id, param: param) }
+        return session
     }
 
     func makeEngineRequest(code: String, timeout: Double?, sessionId: String?, fileIds: [String]) -> ExecutionRequest {
-        ExecutionRequest(code: code, timeoutSeconds: timeout, sessionId: sessionId)
+        ExecutionRequest(code: code, timeoutSeconds: timeout, sessionId: sessionId, fileIds: fileIds)
     }
 
+    /// Deletes a stored file; a file of a live session also leaves its /mnt/data.
     func removeStoredFile(_ file: StoredFile) throws {
-        _ = try engine.store.delete(id: file.id)
+        if let sessionId = file.sessionId, try engine.session(id: sessionId) != nil {
+            _ = try engine.deleteSessionFile(sessionId: sessionId, fileId: file.id)
+        } else {
+            _ = try engine.store.delete(id: file.id)
+        }
     }
 
     func sweepOnce() {
         do {
-            let removed = try engine.store.sweepExpired()
-            if removed > 0 { logger.info("sweep", metadata: ["files_removed": "\(removed)"]) }
+            let report = try engine.sweep()
+            if report.expiredFiles + report.expiredSessions + report.staleWorkDirectories > 0 {
+                logger.info("sweep", metadata: ["files_removed": "\(report.expiredFiles)",
+                                                "sessions_expired": "\(report.expiredSessions)",
+                                                "stale_work_directories": "\(report.staleWorkDirectories)"])
+            }
         } catch {
             logger.error("sweep failed", metadata: ["error": "\(error)"])
         }
     }
 
-    func liveInterpreterCount() -> Int? { nil }
-    func activeSessionCount() throws -> Int? { nil }
-
-    func addSessionRoutes(to router: Router<ServerRequestContext>) {}
+    func liveInterpreterCount() -> Int? { engine.liveInterpreters }
+    func activeSessionCount() throws -> Int? { try engine.sessions().count }
 }
-extension OpenAPIDocument { static let includeSessions = false }
+
+extension OpenAPIDocument {
+    static let includeSessions = true
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Sandbox
 
 /// Every knob of the HTTP service. Sources, lowest to highest precedence: the defaults below, a JSON config file,
 /// `CODEINTERP_*` environment variables, command-line flags (`ServerConfiguration.Overrides`).
@@ -26,7 +27,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var rateLimitBurst = 100
     /// How long a signed file URL stays valid, in seconds.
     public var signedURLTTLSeconds = 3_600
-    /// How long stored files are kept, in seconds (the engine's store retention).
+    /// How long stored files are kept, in seconds. NOT APPLIED YET: the engine keeps files for
+    /// `FileStore.defaultRetention` (24 h) and has no setting to pass this to.
     public var fileRetentionSeconds = 86_400
     /// Sessions (containers) expire after this many idle seconds unless created with their own timeout.
     public var sessionIdleTimeoutSeconds = 1_200
@@ -40,12 +42,24 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var shutdownGraceSeconds = 30
     /// The engine's slots (executions that may run at once); nil: the engine's default for this machine.
     public var slots: Int?
+    /// Session interpreters that may live at once; beyond that the one idle longest is stopped (its files stay).
+    public var sessionSlots: Int?
     /// Where files, metadata, the API key and the signing secret live; nil: the engine's default.
     public var dataDirectory: String?
     /// swift-log level: trace, debug, info, notice, warning, error, critical.
     public var logLevel = "info"
 
     public init() {}
+
+    /// The engine settings this configuration implies, on top of the engine's defaults for this machine.
+    public func engineConfiguration(_ base: EngineConfiguration) -> EngineConfiguration {
+        var e = base
+        if let slots { e.slots = slots }
+        if let sessionSlots { e.sessionSlots = sessionSlots }
+        e.maxQueued = maxQueuedExecutions
+        e.sessionIdleSeconds = sessionIdleTimeoutSeconds
+        return e
+    }
 
     /// The JSON keys of a config file, each with the environment variable that sets it.
     public static let keys: [(json: String, env: String)] = [
@@ -59,7 +73,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         ("max_concurrent_executions", "CODEINTERP_MAX_CONCURRENT_EXECUTIONS"),
         ("max_queued_executions", "CODEINTERP_MAX_QUEUED_EXECUTIONS"),
         ("sweep_interval_s", "CODEINTERP_SWEEP_INTERVAL_S"), ("shutdown_grace_s", "CODEINTERP_SHUTDOWN_GRACE_S"),
-        ("slots", "CODEINTERP_SLOTS"), ("data_dir", "CODEINTERP_DATA_DIR"), ("log_level", "CODEINTERP_LOG_LEVEL"),
+        ("slots", "CODEINTERP_SLOTS"), ("session_slots", "CODEINTERP_SESSION_SLOTS"), ("data_dir", "CODEINTERP_DATA_DIR"), ("log_level", "CODEINTERP_LOG_LEVEL"),
     ]
 
     /// Values given on the command line; nil means "not given".
@@ -197,6 +211,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "sweep_interval_s": sweepIntervalSeconds = try int()
         case "shutdown_grace_s": shutdownGraceSeconds = try int()
         case "slots": slots = isNull ? nil : try int()
+        case "session_slots": sessionSlots = isNull ? nil : try int()
         case "data_dir": dataDirectory = isNull ? nil : try string()
         case "log_level": logLevel = try string()
         default: throw ConfigurationError("\(source): unknown key")
@@ -234,6 +249,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         try positive("sweep_interval_s", sweepIntervalSeconds)
         try nonNegative("shutdown_grace_s", shutdownGraceSeconds)
         if let slots { try positive("slots", slots) }
+        if let sessionSlots { try positive("session_slots", sessionSlots) }
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         if !levels.contains(logLevel) {
             throw ConfigurationError("log_level must be one of \(levels.joined(separator: ", ")) (got \"\(logLevel)\")")

@@ -104,7 +104,7 @@ struct ConfigurationTests {
 @Suite("codeinterp serve", .serialized)
 struct ServeCommandTests {
     @Test func serveRejectsATypoInItsConfigFile() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-serve-typo-\(getpid())").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-serve-typo-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try #"{"prot": 9000}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
         let r = try ServerFixture.run([ServerFixture.executable("codeinterp"), "serve", "--data-dir", dir],
@@ -116,7 +116,7 @@ struct ServeCommandTests {
 
     @Test func serveGeneratesAKeyKeepsItAndStopsOnSIGTERM() async throws {
         ServerFixture.ensureLoopback()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-serve-\(getpid())").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-serve-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var env = ServerFixture.environment
         env["CODEINTERP_PRELOAD"] = "numpy"
@@ -155,6 +155,7 @@ struct ServeCommandTests {
         let (first, url, key) = try await startAndReadBanner()
         #expect(url.hasPrefix("http://127.0.0.1:"))
         #expect(key.hasPrefix("ci-") && key.count > 20, "\(first.stdout())")
+        #expect(first.stdout().contains("generated and saved"))
         var info = stat()
         #expect(stat(dir + "/api-key", &info) == 0)
         #expect(info.st_mode & 0o777 == 0o600)

@@ -16,8 +16,9 @@ enum ServerFixture {
         .deletingLastPathComponent()
     static let apiKey = "test-key-1"
 
+    /// Fresh per run: inside the test pid namespace getpid() is the same small number every time.
     static let dataDirectory: String = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-server-tests-\(getpid())").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-server-tests-\(UUID().uuidString.prefix(8))").path
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }()
@@ -59,6 +60,7 @@ enum ServerFixture {
         ensureLoopback()
         var config = EngineConfiguration.defaults(dataDirectory: dataDirectory, environment: environment)
         config.slots = 3
+        config.sessionSlots = 4
         var logger = Logger(label: "test.engine")
         logger.logLevel = .warning
         return try! ExecutionEngine(configuration: config, logger: logger)
@@ -195,6 +197,19 @@ final class TestServer: Sendable {
         let bytes = try await response.body.collect(upTo: 64 << 20)
         return Reply(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
                      body: Data(bytes.readableBytesView))
+    }
+
+    /// A multipart/form-data upload with one `file` part, as `curl -F file=@NAME` or the OpenAI SDK send it.
+    func upload(_ path: String, filename: String, content: Data, extraFields: [String: String] = [:]) async throws -> Reply {
+        let boundary = "----codeinterp-test-\(UUID().uuidString)"
+        var body = Data()
+        for (name, value) in extraFields {
+            body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
+        }
+        body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(filename)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+        body += content
+        body += Data("\r\n--\(boundary)--\r\n".utf8)
+        return try await request(.post, path, body: body, contentType: "multipart/form-data; boundary=\(boundary)")
     }
 
     func execute(_ code: String, extra: [String: Any] = [:]) async throws -> Reply {
