@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], exclude: ["README.md"]),
         .target(name: "Commands", dependencies: [
             "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

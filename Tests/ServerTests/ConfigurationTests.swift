@@ -164,7 +164,24 @@ struct ServeCommandTests {
         let unauthorized = try await client.get("/metrics", key: nil)
         #expect(unauthorized == 401)
         #expect(try await client.get("/metrics", key: key) == 200)
-        #expect(stop(first) == 0, "\(first.stderr())")
+
+        // SIGTERM while an execution runs: it finishes and its caller gets the result, then the process exits 0.
+        let running = Task {
+            try await client.post("/v1/execute", key: key, json: #"{"code": "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nprint('finished')"}"#)
+        }
+        var inFlight = false
+        for _ in 0..<300 where !inFlight {
+            let health = try await client.body("/healthz")
+            inFlight = health.contains("\"executions_in_flight\":1")
+            if !inFlight { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(inFlight)
+        let exit = stop(first)
+        let (status, body) = try await running.value
+        #expect(status == 200, "\(body)")
+        #expect(body.contains("\"stdout\":\"started\\nfinished\\n\""), "\(body)")
+        #expect(exit == 0, "\(first.stderr())")
+        #expect(first.stderr().contains("stopping the sandbox engine"))
 
         // A restart keeps the key.
         let (second, _, keyAgain) = try await startAndReadBanner()
@@ -175,10 +192,26 @@ struct ServeCommandTests {
 }
 
 import AsyncHTTPClient
+import Hummingbird
 
 struct TestServerClient {
     let base: String
     init(base: String) async throws { self.base = base }
+
+    func body(_ path: String) async throws -> String {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + path), timeout: .seconds(30))
+        return String(buffer: try await response.body.collect(upTo: 1 << 20))
+    }
+
+    func post(_ path: String, key: String, json: String) async throws -> (Int, String) {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(key)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: json))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
+    }
 
     func get(_ path: String, key: String?) async throws -> Int {
         var request = HTTPClientRequest(url: base + path)
