@@ -38,21 +38,11 @@ enum ServerFixture {
         return bundleDir.appendingPathComponent(name).path
     }
 
-    /// The worker, under its own cgroup name: a worker that starts removes the `codeinterp-<pid>` cgroups whose
-    /// pid it cannot see, which (across pid namespaces) includes the live groups of other test runs on this host.
-    static let workerWrapper: String = {
-        let path = dataDirectory + "/worker.sh"
-        let script = "#!/bin/sh\nexec '\(executable("codeinterp-worker"))' --cgroup-name codeinterp_server_tests \"$@\"\n"
-        try? script.write(toFile: path, atomically: true, encoding: .utf8)
-        chmod(path, 0o755)
-        return path
-    }()
-
     static var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["CODEINTERP_PROFILES_DIR"] = packageRoot.appendingPathComponent("sandbox-profiles").path
         env["CODEINTERP_PRELOAD"] = "numpy,pandas,matplotlib,matplotlib.pyplot"
-        env["CODEINTERP_WORKER"] = workerWrapper
+        env["CODEINTERP_WORKER"] = executable("codeinterp-worker")
         return env
     }
 
