@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C: system calls used between fork and user code, one wrapper per macro or variadic function.
@@ -42,8 +44,16 @@ let package = Package(
             "InterpreterCore", "FileStore", "Seccomp", "CSandbox",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Tool schemas and call adapters (OpenAI, Anthropic, MCP), conversations, the MCP server, the chat loop.
+        .target(name: "Tools", dependencies: [
+            "Sandbox", "FileStore", "InterpreterCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "MCP", package: "swift-sdk"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Commands", dependencies: [
-            "Sandbox", "InterpreterCore", "FileStore", "Seccomp",
+            "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Tools",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -54,6 +64,7 @@ let package = Package(
         .testTarget(name: "FileStoreTests", dependencies: ["FileStore"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "FileStore", "InterpreterCore"]),
         .testTarget(name: "CommandsTests", dependencies: ["InterpreterCore"]),
+        .testTarget(name: "ToolsTests", dependencies: ["Tools", "Sandbox", "FileStore", "InterpreterCore"]),
     ],
     swiftLanguageModes: [.v6]
 )
