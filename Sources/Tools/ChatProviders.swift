@@ -164,6 +164,15 @@ public struct OpenAIChatProvider: ChatProvider {
         self.maxBackoffSeconds = maxBackoffSeconds
     }
 
+    /// One client for the process (never shut down, like `HTTPClient.shared`), failing fast when the endpoint
+    /// cannot be reached instead of retrying the connection for the 90 s of the shared client's configuration.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.timeout = .init(connect: .seconds(15), read: .seconds(300))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     public func complete(messages: [JSONValue], tools: [JSONValue], onText: @escaping @Sendable (String) -> Void,
                          onNotice: @escaping @Sendable (String) -> Void) async throws -> AssistantTurn {
         let url = baseURL + "/chat/completions"
@@ -180,7 +189,7 @@ public struct OpenAIChatProvider: ChatProvider {
 
             let response: HTTPClientResponse
             do {
-                response = try await HTTPClient.shared.execute(request, timeout: .seconds(300))
+                response = try await Self.client.execute(request, timeout: .seconds(600))
             } catch {
                 throw ProviderError("cannot reach \(url): \(error)")
             }

@@ -157,12 +157,14 @@ public final class PythonTool: Sendable {
         }
         var files: [(file: FileReference, url: String)] = []
         var fileLines: [String] = []
-        for ref in result.files {
+        // Figures are also stored files; they are reported above, not as files of /mnt/data.
+        let figureIds = Set(result.displays.map(\.fileId))
+        for ref in result.files where !figureIds.contains(ref.id) && ref.path.hasPrefix("/mnt/data/") {
             let file = FileReference(ref, sessionId: sessionId)
             let url = urls.url(for: file)
             files.append((file, url))
             fileLines.append("- [\(file.relativePath)](\(url)) (\(file.mimeType), \(formatBytes(file.sizeBytes))); "
-                + "link it for the user as sandbox:\(file.path.isEmpty ? "/mnt/data/" + file.name : file.path)")
+                + "link it for the user as sandbox:\(file.path)")
         }
         var tail: [String] = []
         if !fileLines.isEmpty { tail.append("files written to /mnt/data:\n" + fileLines.joined(separator: "\n")) }
