@@ -18,7 +18,7 @@ enum ToolFixture {
         var env = ProcessInfo.processInfo.environment
         env["CODEINTERP_PROFILES_DIR"] = packageRoot.appendingPathComponent("sandbox-profiles").path
         var config = EngineConfiguration.defaults(dataDirectory: dataDirectory, environment: env)
-        config.slots = 2
+        config.slots = 4
         config.preload = ["numpy", "pandas", "matplotlib", "matplotlib.pyplot"]
         return try ExecutionEngine(configuration: config)
     }
