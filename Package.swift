@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
     ],
     targets: [
         // C: system calls used between fork and user code, one wrapper per macro or variadic function.
@@ -56,8 +57,16 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["README.md"]),
+        // Tool schemas and call adapters (OpenAI, Anthropic, MCP), conversations, the MCP server, the chat loop.
+        .target(name: "Tools", dependencies: [
+            "Sandbox", "FileStore", "InterpreterCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "MCP", package: "swift-sdk"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Commands", dependencies: [
-            "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Server",
+            "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Server", "Tools",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -75,6 +84,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "ToolsTests", dependencies: ["Tools", "Sandbox", "FileStore", "InterpreterCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

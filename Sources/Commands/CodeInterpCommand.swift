@@ -5,7 +5,8 @@ public struct CodeInterpCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "codeinterp",
         abstract: "A self-hosted code interpreter: model-written Python in forked, seccomp-restricted sandboxes.",
-        subcommands: [RunCommand.self, ServeCommand.self, DoctorCommand.self, ProfileCommand.self, BenchCommand.self])
+        subcommands: [RunCommand.self, ServeCommand.self, McpCommand.self, ChatCommand.self, DoctorCommand.self,
+                      ProfileCommand.self, BenchCommand.self])
 
     public init() {}
 }
