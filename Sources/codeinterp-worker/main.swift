@@ -16,9 +16,9 @@ do { config = try WorkerConfig.parse(CommandLine.arguments) } catch {
 }
 // A session's interpreter that died leaves a broken command pipe: a failed write, not a dead zygote.
 signal(SIGPIPE, SIG_IGN)
-// Die with the engine, whatever happens to it.
-ci_set_parent_death_signal(SIGKILL)
-if getppid() == 1 { exit(0) }
+// No parent-death signal here: it fires when the *thread* that spawned us exits, and the engine spawns from a
+// thread of Swift's pool, which ends after a few idle seconds. The engine's death closes the control socket
+// instead, which the zygote's loop sees (and the zygote itself dies with this process, see ZygoteNamespaces).
 
 // Thread pools of numerical libraries would make the zygote multi-threaded (pandas pulls in OpenMP).
 for (k, v) in ["OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

@@ -81,14 +81,16 @@ struct LimitTests {
         #expect(workdirs.isEmpty, "left-over work directories: \(workdirs)")
         let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
         #expect(!mounts.contains(EngineFixture.dataDirectory + "/work"))
-        // The orphaned `sleep` died with its execution: no process of a slot uid is left.
+        // The orphaned `sleep` died with its execution. (Other processes of sandbox uids may be alive: sessions'
+        // interpreters and executions of other suites; the `sleep 30` is this test's alone.)
         var leftovers: [String] = []
         for pid in try FileManager.default.contentsOfDirectory(atPath: "/proc") where Int(pid) != nil {
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
                   let uidLine = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
-                  let uid = uidLine.split(separator: "\t").dropFirst().first.flatMap({ Int($0) }) else { continue }
-            if uid >= 2_000_000 && uid < 2_000_256 { leftovers.append(pid) }
+                  let uid = uidLine.split(separator: "\t").dropFirst().first.flatMap({ Int($0) }),
+                  let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { continue }
+            if uid >= 2_000_000 && uid < 2_001_000 && cmdline == "sleep\u{0}30\u{0}" { leftovers.append(pid) }
         }
-        #expect(leftovers.isEmpty, "processes of sandbox uids still alive: \(leftovers)")
+        #expect(leftovers.isEmpty, "the orphaned sleep is still alive: \(leftovers)")
     }
 }
