@@ -53,6 +53,10 @@ public struct EngineConfiguration: Sendable {
     public var sessionSlots: Int
     /// Default idle time after which a session expires: 20 minutes, as OpenAI's containers.
     public var sessionIdleSeconds: Int
+    /// How long stored files (outputs, figures, uploads) are kept: 24 h by default, as OpenAI's.
+    public var fileRetentionSeconds: Int = 86_400
+
+    var fileRetention: Duration { .seconds(fileRetentionSeconds) }
 
     public static let defaultPreload = [
         "numpy", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "scipy.stats", "scipy.optimize", "PIL.Image",
@@ -201,7 +205,7 @@ public final class ExecutionEngine: Sendable {
             code: request.code, workdir: workdir, slot: slot, filterKey: filter.key,
             network: request.network && profile.network, limits: limits), worker: worker, output: output)
         var result = assemble(id: id, run: run, limits: limits, sessionId: nil)
-        let collected = FileCollector(limits: limits, store: store, sessionId: nil).collect(workdir: workdir, known: known)
+        let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention).collect(workdir: workdir, known: known)
         addCollected(collected, to: &result)
         return result
     }
@@ -239,7 +243,7 @@ public final class ExecutionEngine: Sendable {
                 + "/mnt/data are kept and the next execution starts a fresh interpreter.\n"
         }
 
-        let collected = FileCollector(limits: limits, store: store, sessionId: session.id).collect(workdir: workdir, known: known)
+        let collected = FileCollector(limits: limits, store: store, sessionId: session.id, retention: configuration.fileRetention).collect(workdir: workdir, known: known)
         for file in collected.files { try? store.makeCurrent(file) }
         for path in Set(known.keys).subtracting(collected.seen.keys) { try? store.retire(sessionId: session.id, path: "/mnt/data/" + path) }
         sessionBook.setStamps(session.id, collected.seen)
@@ -333,7 +337,7 @@ public final class ExecutionEngine: Sendable {
             guard let bytes = Data(base64Encoded: image.data) else { continue }
             let ext = image.mimeType == "image/png" ? "png" : (image.mimeType.split(separator: "/").last.map(String.init) ?? "bin")
             if let file = try? store.store(bytes: Array(bytes), name: "figure-\(i + 1).\(ext)", path: "", source: "assistant",
-                                           kind: "display", sessionId: sessionId) {
+                                           kind: "display", sessionId: sessionId, retention: configuration.fileRetention) {
                 result.displays.append(Display(mimeType: file.mimeType, fileId: file.id))
                 result.files.append(file.ref(storePath: store.blobPath(for: file)))
             }

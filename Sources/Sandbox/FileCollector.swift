@@ -15,6 +15,7 @@ struct FileCollector {
     var limits: Limits
     var store: FileStore
     var sessionId: String?
+    var retention: Duration
 
     struct Outcome {
         var files: [StoredFile] = []
@@ -70,7 +71,8 @@ struct FileCollector {
                 guard fd >= 0 else { continue }
                 defer { close(fd) }
                 if let file = try? store.store(fd: fd, name: name, path: "/mnt/data/\(rel)", source: "assistant",
-                                               sessionId: sessionId, maxBytes: limits.outputBytes - bytes) {
+                                               sessionId: sessionId, retention: retention,
+                                               maxBytes: limits.outputBytes - bytes) {
                     bytes += file.sizeBytes
                     outcome.files.append(file)
                 }

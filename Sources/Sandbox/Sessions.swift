@@ -153,7 +153,7 @@ extension ExecutionEngine {
         let file: StoredFile
         do {
             file = try store.store(fd: fd, name: clean, path: "/mnt/data/" + clean, source: "user",
-                                   sessionId: session.id, maxBytes: maxBytes)
+                                   sessionId: session.id, retention: configuration.fileRetention, maxBytes: maxBytes)
         } catch let error as FileStoreError where error.code == .tooLarge {
             throw EngineError(.tooLarge, "\(clean) is larger than \(maxBytes ?? 0) bytes")
         }
@@ -163,7 +163,8 @@ extension ExecutionEngine {
     public func addSessionFile(sessionId: String, name: String, bytes: [UInt8]) throws -> StoredFile {
         let session = try requireSession(sessionId)
         let clean = try FileNames.sanitize(name)
-        let file = try store.store(bytes: bytes, name: clean, path: "/mnt/data/" + clean, source: "user", sessionId: session.id)
+        let file = try store.store(bytes: bytes, name: clean, path: "/mnt/data/" + clean, source: "user", sessionId: session.id,
+                                    retention: configuration.fileRetention)
         return try place(file, in: session)
     }
 
@@ -175,7 +176,8 @@ extension ExecutionEngine {
         guard fd >= 0 else { throw EngineError(.notFound, "the content of file \(fileId) is gone") }
         defer { close(fd) }
         let clean = try FileNames.sanitize(source.name)
-        let file = try store.store(fd: fd, name: clean, path: "/mnt/data/" + clean, source: "user", sessionId: session.id)
+        let file = try store.store(fd: fd, name: clean, path: "/mnt/data/" + clean, source: "user", sessionId: session.id,
+                                    retention: configuration.fileRetention)
         return try place(file, in: session)
     }
 

@@ -58,6 +58,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let sessionSlots { e.sessionSlots = sessionSlots }
         e.maxQueued = maxQueuedExecutions
         e.sessionIdleSeconds = sessionIdleTimeoutSeconds
+        e.fileRetentionSeconds = fileRetentionSeconds
         return e
     }
 

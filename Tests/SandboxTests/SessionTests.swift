@@ -177,6 +177,7 @@ struct SessionRestartTests {
         config.sessionSlots = 1
         config.preload = ["pandas"]
         config.uidBase = 2_200_000
+        config.fileRetentionSeconds = 3600
         let before = try ExecutionEngine(configuration: config)
         let session = try before.createSession(SessionOptions(name: "kept"))
         _ = try before.addSessionFile(sessionId: session.id, name: "input.csv", bytes: Array("a\n1\n2\n".utf8))
@@ -185,6 +186,12 @@ struct SessionRestartTests {
             sessionId: session.id))
         #expect(made.status == .ok)
         let filesBefore = try before.sessionFiles(sessionId: session.id)
+        // Uploads and outputs keep for the configured retention, then a sweep takes them.
+        for file in filesBefore {
+            let expires = try #require(file.expiresAt)
+            #expect(abs(expires.timeIntervalSince(file.createdAt) - 3600) < 1)
+        }
+        #expect(filesBefore.count == 2)
         before.shutdown()
 
         let after = try ExecutionEngine(configuration: config)
