@@ -22,6 +22,9 @@ public struct ExecutionRequest: Sendable {
     public var sessionId: String?
     /// Stored files copied into /mnt/data before the code runs (not reported back as outputs unless changed).
     public var fileIds: [String]
+    /// The execution's id (the result's `id` is `exec_<id>`); a caller that logs before the run sets it, else
+    /// the engine makes one.
+    public var id: String = UUID().uuidString.lowercased()
 
     public init(code: String, profile: String = "default", timeoutSeconds: Double? = nil, memoryBytes: Int64? = nil,
                 network: Bool = false, sessionId: String? = nil, fileIds: [String] = []) {
@@ -188,7 +191,7 @@ public final class ExecutionEngine: Sendable {
         let worker = try await readyWorker(filter)
         let slot = try await slots.acquire()
         defer { slots.release(slot) }
-        let id = UUID().uuidString.lowercased()
+        let id = request.id
         let workdir = "\(configuration.dataDirectory)/work/\(id)"
         guard mkdir(workdir, 0o700) == 0 else {
             throw EngineError(.workerFailed, "cannot create \(workdir): \(String(cString: strerror(errno)))")
@@ -228,7 +231,7 @@ public final class ExecutionEngine: Sendable {
         // A new interpreter may run as another uid than the one that wrote the session's files.
         if !grant.wasLive, let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
 
-        let id = UUID().uuidString.lowercased()
+        let id = request.id
         let run = try await runJob(ExecuteRequest(
             code: request.code, workdir: workdir, slot: grant.slot, filterKey: filter.key,
             network: request.network && profile.network, limits: limits, session: session.id), worker: worker, output: output)

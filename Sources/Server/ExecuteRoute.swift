@@ -44,6 +44,7 @@ extension CodeInterpServer {
         }
         var logger = context.logger
         logger[metadataKey: "session_id"] = executionRequest.sessionId.map { .string($0) }
+        logger[metadataKey: "execution_id"] = .string("exec_\(executionRequest.id)")
         logger.info("execution accepted", metadata: ["code_bytes": "\(body.code.utf8.count)", "stream": "\(wantsStream)"])
         let ticket = GateTicket(gate)
         if wantsStream {
@@ -73,8 +74,7 @@ extension CodeInterpServer {
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             metrics.recordExecution(status: result.status, seconds: seconds)
-            var log = logger
-            log[metadataKey: "execution_id"] = .string(result.id)
+            let log = logger
             log.info("execution finished", metadata: [
                 "status": "\(result.status.rawValue)", "wall_ms": "\(result.usage.wallMs)", "cpu_ms": "\(result.usage.cpuMs)",
                 "files": "\(result.files.count)",
