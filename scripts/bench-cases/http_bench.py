@@ -27,7 +27,7 @@ def post(conn, key, path, body):
     conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     response = conn.getresponse()
     payload = response.read()
-    if response.status != 200:
+    if not 200 <= response.status < 300:
         raise RuntimeError(f"{path}: HTTP {response.status}: {payload[:300]!r}")
     return json.loads(payload)
 

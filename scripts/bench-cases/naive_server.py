@@ -33,4 +33,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 resets connections at concurrency 32
+
+
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
