@@ -170,7 +170,7 @@ struct ServeCommandTests {
             try await client.post("/v1/execute", key: key, json: #"{"code": "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nprint('finished')"}"#)
         }
         var inFlight = false
-        for _ in 0..<300 where !inFlight {
+        for _ in 0..<1500 where !inFlight {  // waits for the engine to start (preloading), which is slow under load
             let health = try await client.body("/healthz")
             inFlight = health.contains("\"executions_in_flight\":1")
             if !inFlight { try await Task.sleep(for: .milliseconds(20)) }
