@@ -8,7 +8,7 @@ public enum FrameKind: UInt8, Sendable {
     case execute = 2         // payload: ExecuteRequest JSON
     case cancel = 3          // payload: empty; kill the job's processes
     case shutdown = 4
-    case closeSession = 5    // payload: the session key (UTF-8); stops that session's interpreter, if any
+    case closeSession = 5    // payload: "KEY" or "KEY\nSLOT" (UTF-8): stops that session's interpreter (only if it runs in SLOT)
     // worker -> engine
     case hello = 10          // payload: WorkerHello JSON; sent once after preloading
     case stdout = 11         // payload: raw bytes

@@ -227,7 +227,7 @@ public final class ExecutionEngine: Sendable {
         let grant = try await sessionSlots.acquire(session: session.id)
         var alive = false
         defer { sessionSlots.release(session: session.id, alive: alive) }
-        if let evicted = grant.evicted { worker.closeSession(evicted) }
+        if let evicted = grant.evicted { worker.closeSession(evicted, slot: grant.slot) }
         // A new interpreter may run as another uid than the one that wrote the session's files.
         if !grant.wasLive, let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
 

@@ -131,9 +131,10 @@ final class WorkerProcess: Sendable {
         try? send(Frame(kind: .cancel, job: job))
     }
 
-    /// Stops a session's interpreter (the worker forks a fresh one on the session's next cell).
-    func closeSession(_ key: String) {
-        try? send(Frame(kind: .closeSession, payload: Array(key.utf8)))
+    /// Stops a session's interpreter (the worker forks a fresh one on the session's next cell). With `slot`, only
+    /// an interpreter in that slot: an evicted session may already have a new one elsewhere by the time this arrives.
+    func closeSession(_ key: String, slot: Int? = nil) {
+        try? send(Frame(kind: .closeSession, payload: Array((key + (slot.map { "\n\($0)" } ?? "")).utf8)))
     }
 
     func send(_ frame: Frame) throws {

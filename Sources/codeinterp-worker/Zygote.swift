@@ -177,7 +177,8 @@ final class Zygote {
             case .cancel:
                 if let child = children.first(where: { $0.job?.id == frame.job }) { kill(child) }
             case .closeSession:
-                close(session: String(decoding: frame.payload, as: UTF8.self))
+                let parts = String(decoding: frame.payload, as: UTF8.self).split(separator: "\n").map(String.init)
+                if let key = parts.first, parts.count == 1 || sessions[key]?.slot == Int(parts[1]) { close(session: key) }
             case .shutdown:
                 shutdown(code: 0)
             default:
