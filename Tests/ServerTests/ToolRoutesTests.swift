@@ -91,7 +91,8 @@ struct ToolRoutesTests {
         #expect(output.first?["type"] as? String == "input_text")
         let image = try #require(output.first { $0["type"] as? String == "input_image" }?["image_url"] as? String)
         #expect(image.hasPrefix("data:image/png;base64,"))
-        #expect(Self.isPNG(try #require(Data(base64Encoded: String(image.dropFirst("data:image/png;base64,".count))))))
+        let png = try #require(Data(base64Encoded: String(image.dropFirst("data:image/png;base64,".count))))
+        #expect(Self.isPNG(png))
     }
 
     @Test func anthropicCallGetsTheFigureAsAnImageBlock() async throws {
@@ -109,7 +110,8 @@ struct ToolRoutesTests {
         let source = try #require(content.first { $0["type"] as? String == "image" }?["source"] as? [String: Any])
         #expect(source["type"] as? String == "base64")
         #expect(source["media_type"] as? String == "image/png")
-        #expect(Self.isPNG(try #require(Data(base64Encoded: try #require(source["data"] as? String)))))
+        let data = try #require(source["data"] as? String)
+        #expect(Self.isPNG(try #require(Data(base64Encoded: data))))
     }
 
     @Test func badArgumentsAreAToolResultNotAnHTTPError() async throws {
@@ -190,11 +192,11 @@ struct ToolRoutesTests {
         #expect(try unknown.json()["unresolved"] as? [String] == ["/mnt/data/report.csv", "/mnt/data/missing.txt"])
     }
 
-    static let initialize: [String: Any] = [
+    static var initialize: [String: Any] {[
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": ["protocolVersion": "2025-11-25", "capabilities": [String: Any](),
                    "clientInfo": ["name": "tests", "version": "1"]],
-    ]
+    ]}
     static let mcpAccept = ("Accept", "application/json, text/event-stream")
 
     @Test func mcpChecksTheKeyAndTheOrigin() async throws {
