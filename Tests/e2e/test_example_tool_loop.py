@@ -115,8 +115,9 @@ class ExampleCurl(unittest.TestCase):
         run = subprocess.run(["bash", os.path.join(ROOT, "examples", "curl.sh")], capture_output=True, text=True,
                              timeout=300)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        self.assertIn("('ok', '10')", run.stdout)
-        self.assertIn("/mnt/data/codeinterp-sales.csv", run.stdout)
+        self.assertIn("ok 10\n", run.stdout)
+        self.assertIn("/mnt/data/sales.csv\n210\n", run.stdout)  # uploaded, then read by the session
+        self.assertIn("chart.png is a PNG\n", run.stdout)
         # The tool result links the file it wrote; the resolved answer has a download URL instead of sandbox:.
         self.assertIn("link it for the user as sandbox:/mnt/data/hi.txt", run.stdout)
         self.assertIn("Download [hi.txt](" + URL + "/v1/files/", run.stdout)
