@@ -218,6 +218,9 @@ struct ToolRoutesTests {
         #expect(allowed.status == 200)
         #expect(allowed.header("Content-Type")?.hasPrefix("text/event-stream") == true)
         let session = try #require(allowed.header("Mcp-Session-Id"))
+        // A page on that origin may read the session id (CORS exposes it).
+        #expect(allowed.header("Access-Control-Allow-Origin") == "https://app.example.com")
+        #expect(allowed.header("Access-Control-Expose-Headers")?.contains("Mcp-Session-Id") == true)
         #expect(allowed.text.contains("\"serverInfo\""), "\(allowed.text)")
 
         let list = try await server.request(.post, "/mcp", headers: [Self.mcpAccept, ("Mcp-Session-Id", session),
