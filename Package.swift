@@ -50,7 +50,8 @@ let package = Package(
         ]),
         // The HTTP service: native API, OpenAI-compatible containers and files, SSE, auth, metrics.
         .target(name: "Server", dependencies: [
-            "Sandbox", "FileStore", "InterpreterCore",
+            "Sandbox", "FileStore", "InterpreterCore", "Tools",
+            .product(name: "MCP", package: "swift-sdk"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "MultipartKit", package: "multipart-kit"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -19,6 +19,7 @@ public final class CodeInterpServer: Sendable {
     let gate: ExecutionGate
     let limiter: RateLimiter
     let startedAt = Date()
+    let toolState = ToolState()
     private let boundPort = Mutex<Int?>(nil)
     private let portWaiters = Mutex<[CheckedContinuation<Int, Never>]>([])
     private let serviceGroup = Mutex<ServiceGroup?>(nil)
@@ -90,6 +91,8 @@ public final class CodeInterpServer: Sendable {
         if shutDownEngine { services.append(.init(service: EngineShutdownService(engine: engine, logger: logger))) }
         services.append(.init(service: sweeper))
         services.append(.init(service: app))
+        // Stopped first: ends the MCP sessions so that their open streams do not hold the HTTP server's drain.
+        services.append(.init(service: MCPSessionsShutdownService(sessions: toolState.mcpSessions)))
         var config = ServiceGroupConfiguration(services: services,
                                                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
                                                logger: logger)
@@ -126,6 +129,7 @@ public final class CodeInterpServer: Sendable {
         router.delete("/v1/files/{id}") { [self] _, context in try deleteFile(try context.parameters.require("id")) }
 
         addSessionRoutes(to: router)
+        addToolRoutes(to: router)
         return router
     }
 
@@ -212,7 +216,19 @@ struct SweeperService: Service {
                 return
             }
             server.sweepOnce()
+            let ended = await server.toolState.mcpSessions.expire(idleSeconds: server.configuration.sessionIdleTimeoutSeconds)
+            if ended > 0 { server.logger.info("sweep", metadata: ["mcp_sessions_expired": "\(ended)"]) }
         }
+    }
+}
+
+/// Ends every `/mcp` session when a graceful shutdown starts.
+struct MCPSessionsShutdownService: Service {
+    let sessions: MCPHTTPSessions
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await sessions.closeAll()
     }
 }
 

@@ -41,8 +41,10 @@ struct FrontMiddleware: RouterMiddleware {
 /// Which browser origins may call the API.
 struct CORSPolicy: Sendable {
     let origins: [String]
-    static let allowedHeaders = "Authorization, Content-Type, X-API-Key, Accept, Range, If-None-Match, Last-Event-ID"
-    static let exposedHeaders = "Retry-After, Content-Disposition, Content-Range, Content-Length, ETag, X-Request-Id"
+    static let allowedHeaders = "Authorization, Content-Type, X-API-Key, Accept, Range, If-None-Match, Last-Event-ID, "
+        + "Mcp-Session-Id, MCP-Protocol-Version"
+    static let exposedHeaders = "Retry-After, Content-Disposition, Content-Range, Content-Length, ETag, X-Request-Id, "
+        + "X-Codeinterp-Session-Id, Mcp-Session-Id"
     static let methods = "GET, POST, DELETE, OPTIONS"
 
     func allowed(_ origin: String) -> String? {

@@ -66,6 +66,7 @@ enum OpenAPIDocument {
             Operation(method: "delete", path: "/v1/files/{id}", summary: "Delete a stored file.", tag: "files",
                       response: ("200", json, ref("Deleted"))),
         ]
+        ops += toolOperations
         guard includeSessions else { return ops }
         ops += [
             Operation(method: "post", path: "/v1/sessions", summary: "Create a session: a stateful interpreter with its own /mnt/data.",
@@ -109,6 +110,42 @@ enum OpenAPIDocument {
                       errors: ["401", "404", "416"]),
         ]
         return ops
+    }
+
+    static let sseOrJSON: JSONValue = .object(["description": "A JSON-RPC message (as JSON-RPC over SSE for POSTed requests)."])
+
+    /// `execute_python` for chat backends and MCP hosts (ToolRoutes.swift).
+    static var toolOperations: [Operation] {
+        let mcpBody: JSONValue = .object(["required": true, "content": .object([json: .object(["schema": .object([
+            "type": "object", "description": "A JSON-RPC 2.0 request or notification (MCP 2025-11-25).",
+        ])])])])
+        return [
+            Operation(method: "get", path: "/v1/tools", summary: "The execute_python tool definition, shaped for the API named by `format`.",
+                      tag: "tools",
+                      query: [("format", .object(["type": "string", "enum": ["openai-chat", "openai-responses", "anthropic", "mcp"],
+                                                  "default": "openai-chat"]), "The API the definition is for.")],
+                      response: ("200", json, .object(["type": "object", "description": "The definition, as that API's `tools[]` entry."])),
+                      errors: ["400", "401", "429"]),
+            Operation(method: "post", path: "/v1/tools/call",
+                      summary: "Run a model's execute_python call (Chat Completions tool_calls[] entry, Responses function_call item or Anthropic tool_use block); answers with the tool-result message of the same API. Bad arguments are a 200 result that tells the model what to fix.",
+                      tag: "tools",
+                      requestBody: .object(["required": true, "content": .object([json: .object(["schema": ref("ToolCallRequest")])])]),
+                      response: ("200", json, .object(["type": "object", "description": "A Chat `tool` message, a Responses `function_call_output` item or an Anthropic `tool_result` block."])),
+                      errors: ["400", "401", "413", "415", "429"]),
+            Operation(method: "post", path: "/v1/links/resolve",
+                      summary: "Rewrite `sandbox:/mnt/data/NAME` links in a model's answer into signed URLs of the conversation's files, with container_file_citation annotations.",
+                      tag: "tools",
+                      requestBody: .object(["required": true, "content": .object([json: .object(["schema": ref("LinksResolveRequest")])])]),
+                      response: ("200", json, ref("ResolvedLinks")), errors: ["400", "401", "415", "429"]),
+            Operation(method: "post", path: "/mcp",
+                      summary: "MCP Streamable HTTP: JSON-RPC requests (answered as SSE) and notifications (202). `initialize` opens a session (`Mcp-Session-Id`). A browser Origin must be one of cors_origins.",
+                      tag: "mcp", requestBody: mcpBody, response: ("200", "text/event-stream", sseOrJSON),
+                      errors: ["400", "401", "403", "404", "406", "415", "429"]),
+            Operation(method: "get", path: "/mcp", summary: "MCP Streamable HTTP: the session's stream of server-initiated messages (SSE).",
+                      tag: "mcp", response: ("200", "text/event-stream", sseOrJSON), errors: ["400", "401", "403", "404", "406", "429"]),
+            Operation(method: "delete", path: "/mcp", summary: "MCP Streamable HTTP: end the session named by `Mcp-Session-Id`.",
+                      tag: "mcp", response: ("200", json, .object(["type": "object"])), errors: ["400", "401", "403", "404", "429"]),
+        ]
     }
 
     static var schemas: [String: JSONValue] {
@@ -167,6 +204,23 @@ enum OpenAPIDocument {
                 "id": type("string"), "object": type("string"), "created_at": type("integer"), "bytes": nullable("integer"),
                 "container_id": type("string"), "path": type("string"), "source": type("string"),
             ], required: ["id", "object", "created_at", "bytes", "container_id", "path", "source"]),
+            "ToolCallRequest": object([
+                "call": .object(["type": "object", "description": "The model's tool call exactly as the API returned it."]),
+                "conversation_id": type("string", "Your conversation's id: its calls share one session (variables, files)."),
+            ], required: ["call"]),
+            "LinksResolveRequest": object([
+                "text": type("string", "The model's answer."),
+                "conversation_id": type("string", "The conversation whose files the links name (or session_id)."),
+                "session_id": type("string"),
+            ], required: ["text"]),
+            "ResolvedLinks": object([
+                "text": type("string"),
+                "annotations": array(object([
+                    "type": type("string"), "container_id": type("string"), "file_id": type("string"), "filename": type("string"),
+                    "start_index": type("integer"), "end_index": type("integer"), "url": type("string"),
+                ])),
+                "unresolved": array(type("string")),
+            ], required: ["text", "annotations", "unresolved"]),
             "ContainerList": list("Container"),
             "ContainerFileList": list("ContainerFile"),
         ]
@@ -223,8 +277,8 @@ enum OpenAPIDocument {
 
     static let errorDescriptions = [
         "400": "Malformed JSON or an invalid field (the error names it).", "401": "Missing or invalid API key.",
-        "403": "Invalid or expired signed URL.", "404": "Unknown id.", "413": "Body, code or upload too large.",
-        "415": "Unsupported content type.", "416": "Range not satisfiable.", "429": "Rate limit or execution queue full (see Retry-After).",
+        "403": "Invalid or expired signed URL, or an MCP Origin not allowed.", "404": "Unknown id.", "413": "Body, code or upload too large.",
+        "406": "The Accept header lacks what MCP needs.", "415": "Unsupported content type.", "416": "Range not satisfiable.", "429": "Rate limit or execution queue full (see Retry-After).",
     ]
 
     /// Unique by construction: the method and the path's words (`get_v1_files_id_content`).

@@ -8,7 +8,7 @@ ip link set lo up
 log "Swift tests"
 swift test --skip-build "$@"
 
-log "end-to-end tests: the openai package against codeinterp serve"
+log "end-to-end tests: the openai and mcp packages and the examples against codeinterp serve"
 start_server "$ROOT/.build/debug/codeinterp"
 trap stop_server EXIT
 if ! "$ROOT/.venv/bin/python" -m unittest discover -s "$ROOT/Tests/e2e" -v; then
