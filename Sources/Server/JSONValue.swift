@@ -1,47 +1,11 @@
 import Foundation
+import InterpreterCore
 
-/// Any JSON value, kept apart by type (a boolean is never a number), so request fields and config keys can be
-/// checked one by one with messages that name them.
-public enum JSONValue: Codable, Sendable, Equatable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() {
-            self = .null
-        } else if let b = try? c.decode(Bool.self) {
-            self = .bool(b)
-        } else if let d = try? c.decode(Double.self) {
-            self = .number(d)
-        } else if let s = try? c.decode(String.self) {
-            self = .string(s)
-        } else if let a = try? c.decode([JSONValue].self) {
-            self = .array(a)
-        } else {
-            self = .object(try c.decode([String: JSONValue].self))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .null: try c.encodeNil()
-        case .bool(let b): try c.encode(b)
-        case .number(let d):
-            if let i = Int64(exactly: d) { try c.encode(i) } else { try c.encode(d) }
-        case .string(let s): try c.encode(s)
-        case .array(let a): try c.encode(a)
-        case .object(let o): try c.encode(o)
-        }
-    }
-
-    /// Parses a whole document; the error message is JSONDecoder's own (it says where).
-    public static func parse(_ data: Data) throws(JSONParseError) -> JSONValue {
+/// What the server needs of the shared `JSONValue` beyond the tools layer: a parse error that quotes
+/// JSONDecoder's own message (it says where), integers that also accept `2.0`, and type names with their article
+/// for "must be a string, not an array" messages.
+extension JSONValue {
+    static func parseDocument(_ data: Data) throws(JSONParseError) -> JSONValue {
         do {
             return try JSONDecoder().decode(JSONValue.self, from: data)
         } catch let DecodingError.dataCorrupted(context) {
@@ -52,30 +16,29 @@ public enum JSONValue: Codable, Sendable, Equatable {
         }
     }
 
-    public var typeName: String {
+    /// `typeName` with its article ("a string", "an array"); null stays "null".
+    var describedType: String {
         switch self {
         case .null: "null"
-        case .bool: "a boolean"
-        case .number: "a number"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
+        case .array, .object: "an " + typeName
+        default: "a " + typeName
         }
     }
 
-    public var intValue: Int? {
-        if case .number(let d) = self, let i = Int(exactly: d) { return i }
-        return nil
+    var intValue: Int? {
+        switch self {
+        case .int(let i): i
+        case .double(let d): Int(exactly: d)
+        default: nil
+        }
     }
 
-    public var stringValue: String? {
-        if case .string(let s) = self { return s }
-        return nil
-    }
-
-    public var objectValue: [String: JSONValue]? {
-        if case .object(let o) = self { return o }
-        return nil
+    var numberValue: Double? {
+        switch self {
+        case .int(let i): Double(i)
+        case .double(let d): d
+        default: nil
+        }
     }
 }
 
@@ -93,12 +56,12 @@ struct FieldReader {
         if body.isEmpty { throw APIError.invalidRequest("the request body is empty; send a JSON object") }
         let value: JSONValue
         do {
-            value = try JSONValue.parse(body)
+            value = try JSONValue.parseDocument(body)
         } catch {
             throw APIError.invalidRequest("the request body is not valid JSON: \(error.message)")
         }
         guard case .object(let object) = value else {
-            throw APIError.invalidRequest("the request body must be a JSON object, not \(value.typeName)")
+            throw APIError.invalidRequest("the request body must be a JSON object, not \(value.describedType)")
         }
         for key in object.keys.sorted() where !allowed.contains(key) {
             let hint = ServerConfiguration.closest(to: key, in: allowed.sorted()).map { " (did you mean \"\($0)\"?)" } ?? ""
@@ -119,7 +82,7 @@ struct FieldReader {
     }
 
     private func mismatch(_ key: String, _ expected: String, _ got: JSONValue) -> APIError {
-        .invalidRequest("\"\(prefix + key)\" must be \(expected), not \(got.typeName)", param: prefix + key)
+        .invalidRequest("\"\(prefix + key)\" must be \(expected), not \(got.describedType)", param: prefix + key)
     }
 
     func string(_ key: String) throws(APIError) -> String? {
@@ -143,7 +106,7 @@ struct FieldReader {
 
     func number(_ key: String) throws(APIError) -> Double? {
         guard let v = present(key) else { return nil }
-        guard case .number(let d) = v else { throw mismatch(key, "a number", v) }
+        guard let d = v.numberValue else { throw mismatch(key, "a number", v) }
         return d
     }
 
@@ -159,7 +122,7 @@ struct FieldReader {
         var out: [String] = []
         for (i, item) in items.enumerated() {
             guard case .string(let s) = item else {
-                throw APIError.invalidRequest("\"\(prefix + key)[\(i)]\" must be a string, not \(item.typeName)", param: prefix + key)
+                throw APIError.invalidRequest("\"\(prefix + key)[\(i)]\" must be a string, not \(item.describedType)", param: prefix + key)
             }
             out.append(s)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import InterpreterCore
 
 /// The OpenAPI 3.1 description of the API, written by hand (not derived from the router) so that a test can
 /// compare the two and catch a route that is served but undocumented, or documented but not served.
@@ -291,12 +292,4 @@ enum OpenAPIDocument {
     static func json(serverURL: String) -> Data {
         (try? JSONCoding.encoder.encode(document(serverURL: serverURL))) ?? Data("{}".utf8)
     }
-}
-
-extension JSONValue: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
-    ExpressibleByArrayLiteral {
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(booleanLiteral value: Bool) { self = .bool(value) }
-    public init(integerLiteral value: Int) { self = .number(Double(value)) }
-    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import InterpreterCore
 import Sandbox
 
 /// Every knob of the HTTP service. Sources, lowest to highest precedence: the defaults below, a JSON config file,
@@ -122,12 +123,12 @@ public struct ServerConfiguration: Sendable, Equatable {
     public mutating func apply(json data: Data, source: String) throws {
         let value: JSONValue
         do {
-            value = try JSONValue.parse(data)
+            value = try JSONValue.parseDocument(data)
         } catch {
             throw ConfigurationError("\(source): not valid JSON (\(error.message))")
         }
         guard case .object(let dict) = value else {
-            throw ConfigurationError("\(source): the configuration must be a JSON object, not \(value.typeName)")
+            throw ConfigurationError("\(source): the configuration must be a JSON object, not \(value.describedType)")
         }
         let known = Set(Self.keys.map(\.json))
         for key in dict.keys.sorted() where !known.contains(key) {
@@ -154,7 +155,7 @@ public struct ServerConfiguration: Sendable, Equatable {
                 guard let n = Int(raw.trimmingCharacters(in: .whitespaces)) else {
                     throw ConfigurationError("\(env): expected an integer, got \"\(raw)\"")
                 }
-                value = .number(Double(n))
+                value = .int(n)
             }
             try set(key: json, value: value, source: env)
         }
@@ -175,17 +176,17 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     private mutating func set(key: String, value: JSONValue, source: String) throws {
         func int() throws -> Int {
-            guard let i = value.intValue else { throw ConfigurationError("\(source): expected an integer, not \(value.typeName)") }
+            guard let i = value.intValue else { throw ConfigurationError("\(source): expected an integer, not \(value.describedType)") }
             return i
         }
         func string() throws -> String {
-            guard let s = value.stringValue else { throw ConfigurationError("\(source): expected a string, not \(value.typeName)") }
+            guard let s = value.stringValue else { throw ConfigurationError("\(source): expected a string, not \(value.describedType)") }
             return s
         }
         func strings() throws -> [String] {
             if let s = value.stringValue { return [s] }
             guard case .array(let items) = value else {
-                throw ConfigurationError("\(source): expected an array of strings, not \(value.typeName)")
+                throw ConfigurationError("\(source): expected an array of strings, not \(value.describedType)")
             }
             return try items.map { item in
                 guard let s = item.stringValue else { throw ConfigurationError("\(source): expected an array of strings") }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import InterpreterCore
 import Logging
 import MCP
 import NIOCore
@@ -106,16 +107,16 @@ extension CodeInterpServer {
 
     // MARK: Helpers
 
-    func toolJSON(_ value: Tools.JSONValue) -> Response {
+    func toolJSON(_ value: JSONValue) -> Response {
         jsonResponse(raw: Data(value.serialized().utf8))
     }
 
     /// A JSON object body whose keys are all in `allowed` (an unknown one is a 400 that names it).
-    func toolRequestBody(_ request: Request, allowed: Set<String>) async throws -> [String: Tools.JSONValue] {
+    func toolRequestBody(_ request: Request, allowed: Set<String>) async throws -> [String: JSONValue] {
         let data = try await jsonBody(request)
-        let value: Tools.JSONValue
+        let value: JSONValue
         do {
-            value = try Tools.JSONValue.parse(data)
+            value = try JSONValue.parse(data)
         } catch {
             throw APIError.invalidRequest("the request body is not valid JSON", code: "invalid_json")
         }
@@ -129,7 +130,7 @@ extension CodeInterpServer {
         return object
     }
 
-    func optionalString(_ object: [String: Tools.JSONValue], _ key: String) throws -> String? {
+    func optionalString(_ object: [String: JSONValue], _ key: String) throws -> String? {
         switch object[key] {
         case nil, .null?: return nil
         case .string(let s)? where !s.isEmpty: return s

@@ -1,4 +1,5 @@
 import Foundation
+import InterpreterCore
 
 /// What the chat loop reports as it goes (a terminal prints it; tests collect it).
 public enum ChatEvent: Sendable {

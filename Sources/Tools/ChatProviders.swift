@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import InterpreterCore
 
 /// One assistant turn: its text and the tool calls it asked for (Chat Completions `tool_calls[]` entries).
 public struct AssistantTurn: Sendable, Equatable {

@@ -1,6 +1,7 @@
 import FileStore
 import Foundation
 import GRDB
+import InterpreterCore
 import Sandbox
 
 /// The tools layer's tables, in the engine's database: conversations (each mapped to the session its code runs

@@ -1,4 +1,5 @@
 import Foundation
+import InterpreterCore
 import Logging
 import MCP
 

@@ -1,4 +1,5 @@
 import Foundation
+import InterpreterCore
 
 /// The API a model's tool call came from (and the shape its result must take).
 public enum ToolCallShape: String, Sendable, CaseIterable {

@@ -1,4 +1,5 @@
 import Foundation
+import InterpreterCore
 import Testing
 #if canImport(Glibc)
 import Glibc
