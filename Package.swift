@@ -73,19 +73,21 @@ let package = Package(
         ]),
         .executableTarget(name: "codeinterp", dependencies: ["Commands"]),
 
+        // Running the built binaries from tests (posix_spawn: Foundation.Process can miss a child's exit on Linux).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "InterpreterCoreTests", dependencies: ["InterpreterCore"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "InterpreterCore"]),
         .testTarget(name: "FileStoreTests", dependencies: ["FileStore"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "FileStore", "InterpreterCore"]),
-        .testTarget(name: "CommandsTests", dependencies: ["InterpreterCore"]),
+        .testTarget(name: "CommandsTests", dependencies: ["InterpreterCore", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "Sandbox", "FileStore", "InterpreterCore",
+            "TestSupport", "Server", "Sandbox", "FileStore", "InterpreterCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "ToolsTests", dependencies: ["Tools", "Sandbox", "FileStore", "InterpreterCore"]),
+        .testTarget(name: "ToolsTests", dependencies: ["Tools", "Sandbox", "FileStore", "InterpreterCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

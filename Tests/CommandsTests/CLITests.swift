@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -7,59 +8,16 @@ import Glibc
 /// Runs the built `codeinterp` binary as a user would.
 @Suite("codeinterp CLI", .serialized)
 struct CLITests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = Subprocess.packageRoot
     static let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-cli-\(getpid())").path
 
-    struct Output {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// The binary sits next to this test bundle in .build/<config>/.
-    static func binary() -> String {
-        let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [bundleDir.appendingPathComponent("codeinterp").path,
-                          bundleDir.deletingLastPathComponent().appendingPathComponent("codeinterp").path,
-                          root.appendingPathComponent(".build/debug/codeinterp").path]
-        where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        return root.appendingPathComponent(".build/debug/codeinterp").path
-    }
-
-    /// posix_spawn + waitpid with files for stdio: Foundation.Process on Linux can miss a child's exit.
-    func codeinterp(_ args: [String], stdin: String? = nil) throws -> Output {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let (inPath, outPath, errPath) = (tmp.appendingPathComponent("in").path, tmp.appendingPathComponent("out").path,
-                                          tmp.appendingPathComponent("err").path)
-        try (stdin ?? "").write(toFile: inPath, atomically: true, encoding: .utf8)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    /// Runs the built binary with this suite's data directory and profiles.
+    func codeinterp(_ args: [String], stdin: String? = nil) throws -> Subprocess.Output {
         var env = ProcessInfo.processInfo.environment
         env["CODEINTERP_DATA_DIR"] = Self.dataDir
         env["CODEINTERP_PROFILES_DIR"] = Self.root.appendingPathComponent("sandbox-profiles").path
         env["CODEINTERP_PRELOAD"] = "numpy,pandas,matplotlib.pyplot"
-        let argv = [Self.binary()] + args
-        let envp = env.map { "\($0.key)=\($0.value)" }
-        var cArgv = argv.map { strdup($0) } + [nil]
-        var cEnv = envp.map { strdup($0) } + [nil]
-        defer { (cArgv + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cArgv, &cEnv)
-        guard rc == 0 else { throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: argv[0]]) }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return Output(status: exit,
-                      stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+        return try Subprocess.run([Subprocess.codeinterpBinary()] + args, environment: env, stdin: stdin)
     }
 
     @Test func stdinValueIsPrinted() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Server
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -107,7 +108,7 @@ struct ServeCommandTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-serve-typo-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try #"{"prot": 9000}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
-        let r = try ServerFixture.run([ServerFixture.executable("codeinterp"), "serve", "--data-dir", dir],
+        let r = try Subprocess.run([ServerFixture.executable("codeinterp"), "serve", "--data-dir", dir],
                                       environment: ServerFixture.environment)
         #expect(r.status != 0)
         #expect(r.stderr.contains("unknown key \"prot\""), "\(r.stderr)")
@@ -122,8 +123,8 @@ struct ServeCommandTests {
         env["CODEINTERP_PRELOAD"] = "numpy"
         let argv = [ServerFixture.executable("codeinterp"), "serve", "--port", "0", "--data-dir", dir]
 
-        func startAndReadBanner() async throws -> (ServerFixture.Spawned, url: String, key: String) {
-            let process = try ServerFixture.spawn(argv, environment: env)
+        func startAndReadBanner() async throws -> (Subprocess.Spawned, url: String, key: String) {
+            let process = try Subprocess.spawn(argv, environment: env)
             // Wait for the banner (the zygote preloads first); give up after a generous bound.
             for _ in 0..<600 {
                 let out = process.stdout()
@@ -135,7 +136,7 @@ struct ServeCommandTests {
                 }
                 var status: Int32 = 0
                 if waitpid(process.pid, &status, WNOHANG) == process.pid {
-                    Issue.record("serve exited with \(ServerFixture.exitCode(status)): \(process.stderr())")
+                    Issue.record("serve exited with \(Subprocess.exitCode(status)): \(process.stderr())")
                     throw CancellationError()
                 }
                 try await Task.sleep(for: .milliseconds(100))
@@ -145,11 +146,11 @@ struct ServeCommandTests {
             throw CancellationError()
         }
 
-        func stop(_ process: ServerFixture.Spawned) -> Int32 {
+        func stop(_ process: Subprocess.Spawned) -> Int32 {
             kill(process.pid, SIGTERM)
             var status: Int32 = 0
             while waitpid(process.pid, &status, 0) < 0 && errno == EINTR {}
-            return ServerFixture.exitCode(status)
+            return Subprocess.exitCode(status)
         }
 
         let (first, url, key) = try await startAndReadBanner()

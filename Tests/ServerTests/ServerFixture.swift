@@ -5,6 +5,7 @@ import NIOHTTP1
 import Logging
 import Sandbox
 import Server
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -64,55 +65,11 @@ enum ServerFixture {
 
     static let loopbackUp: Bool = {
         for ip in ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"] where FileManager.default.isExecutableFile(atPath: ip) {
-            return (try? run([ip, "link", "set", "lo", "up"]).status) == 0
+            return (try? Subprocess.run([ip, "link", "set", "lo", "up"]).status) == 0
         }
         return false
     }()
 
-    struct ProcessOutput {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// posix_spawn + waitpid with files for stdio (Foundation.Process can miss a child's exit on Linux).
-    static func run(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ProcessOutput {
-        let spawned = try spawn(argv, environment: environment)
-        var status: Int32 = 0
-        while waitpid(spawned.pid, &status, 0) < 0 && errno == EINTR {}
-        return ProcessOutput(status: exitCode(status), stdout: spawned.stdout(), stderr: spawned.stderr())
-    }
-
-    struct Spawned {
-        var pid: pid_t
-        var stdoutPath: String
-        var stderrPath: String
-        func stdout() -> String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-        func stderr() -> String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-    }
-
-    static func spawn(_ argv: [String], environment: [String: String]) throws -> Spawned {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("spawn-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        let (outPath, errPath) = (tmp.appendingPathComponent("out").path, tmp.appendingPathComponent("err").path)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        var cArgv = argv.map { strdup($0) } + [nil]
-        var cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (cArgv + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cArgv, &cEnv)
-        guard rc == 0 else { throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: argv[0]]) }
-        return Spawned(pid: pid, stdoutPath: outPath, stderrPath: errPath)
-    }
-
-    static func exitCode(_ status: Int32) -> Int32 {
-        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    }
 }
 
 /// A server on a free port in front of the shared engine; `stop()` cancels it (the engine stays up).

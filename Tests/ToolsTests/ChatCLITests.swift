@@ -1,5 +1,6 @@
 import Foundation
 import InterpreterCore
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -11,51 +12,14 @@ struct ChatCLITests {
     static let root = ToolFixture.packageRoot
     static let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-chat-\(getpid())").path
 
-    struct Output {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    static func binary() -> String {
-        let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [bundleDir.appendingPathComponent("codeinterp").path,
-                          bundleDir.deletingLastPathComponent().appendingPathComponent("codeinterp").path]
-        where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        return root.appendingPathComponent(".build/debug/codeinterp").path
-    }
-
-    func codeinterp(_ args: [String], environment extra: [String: String] = [:]) throws -> Output {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("chat-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let (outPath, errPath) = (tmp.appendingPathComponent("out").path, tmp.appendingPathComponent("err").path)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    /// Runs the built binary with this suite's data directory and profiles (plus `extra` variables).
+    func codeinterp(_ args: [String], environment extra: [String: String] = [:]) throws -> Subprocess.Output {
         var env = ProcessInfo.processInfo.environment
         env["CODEINTERP_DATA_DIR"] = Self.dataDir
         env["CODEINTERP_PROFILES_DIR"] = Self.root.appendingPathComponent("sandbox-profiles").path
         env["CODEINTERP_PRELOAD"] = "numpy,pandas,matplotlib.pyplot"
         for (k, v) in extra { env[k] = v }
-        let argv = [Self.binary()] + args
-        var cArgv = argv.map { strdup($0) } + [nil]
-        var cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (cArgv + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, argv[0], &actions, nil, &cArgv, &cEnv) == 0 else {
-            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: argv[0]])
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return Output(status: exit, stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+        return try Subprocess.run([Subprocess.codeinterpBinary()] + args, environment: env)
     }
 
     func tempPath(_ name: String) -> String {
