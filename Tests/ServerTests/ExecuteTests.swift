@@ -131,15 +131,7 @@ struct ExecuteTests {
     @Test func streamFlushesOutputWhileTheCodeIsStillRunning() async throws {
         let server = try await TestServer.start()
         defer { Task { await server.stop() } }
-        var request = HTTPClientRequest(url: server.base + "/v1/execute?stream=true")
-        request.method = .POST
-        request.headers.add(name: "Authorization", value: "Bearer \(ServerFixture.apiKey)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: [
-            "code": "import time\nprint('ready', flush=True)\nwhile True: time.sleep(1)", "timeout_s": 20,
-        ])))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-        var reader = SSEReader(iterator: response.body.makeAsyncIterator())
+        var reader = try await server.stream("import time\nprint('ready', flush=True)\nwhile True: time.sleep(1)")
         var printed = ""
         while !printed.hasSuffix("ready\n") {
             let event = try #require(try await reader.next())
@@ -158,15 +150,7 @@ struct ExecuteTests {
             $0.maxQueuedExecutions = 0
         }
         defer { Task { await server.stop() } }
-        var request = HTTPClientRequest(url: server.base + "/v1/execute?stream=true")
-        request.method = .POST
-        request.headers.add(name: "Authorization", value: "Bearer \(ServerFixture.apiKey)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: [
-            "code": "import time\nprint('started', flush=True)\ntime.sleep(20)", "timeout_s": 20,
-        ])))
-        let running = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-        var reader = SSEReader(iterator: running.body.makeAsyncIterator())
+        var reader = try await server.stream("import time\nprint('started', flush=True)\ntime.sleep(20)")
         #expect(try await reader.next()?.name == "stdout")
 
         // The one place is taken: a flood is refused at once, each with Retry-After.
@@ -196,5 +180,18 @@ struct ExecuteTests {
         #expect(text.contains("codeinterp_stored_bytes "))
         #expect(text.contains("codeinterp_blocked_syscalls_total 0\n"))
         #expect(text.contains("codeinterp_http_requests_total{method=\"POST\",route=\"/v1/execute\",status=\"200\"} 2\n"))
+    }
+}
+
+extension TestServer {
+    /// Starts a streamed execution (20 s timeout) and returns its event reader.
+    func stream(_ code: String) async throws -> SSEReader {
+        var request = HTTPClientRequest(url: base + "/v1/execute?stream=true")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(ServerFixture.apiKey)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["code": code, "timeout_s": 20])))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        return SSEReader(iterator: response.body.makeAsyncIterator())
     }
 }
