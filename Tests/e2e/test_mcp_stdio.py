@@ -5,26 +5,18 @@ Env: CODEINTERP_BIN (default .build/debug/codeinterp); the data directory is a f
 Run inside the sandbox's outer namespaces like the other end-to-end tests.
 """
 import asyncio
-import base64
 import os
 import tempfile
 import unittest
 
 from mcp import Client, StdioServerParameters
 
+from mcp_checks import ToolChecks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("CODEINTERP_BIN", os.path.join(ROOT, ".build/debug/codeinterp"))
 
-CHART = """
-import matplotlib.pyplot as plt
-plt.plot([3, 1, 2])
-plt.title("mcp")
-plt.savefig("chart.png")
-plt.show()
-"""
-
-
-class McpOverStdio(unittest.TestCase):
+class McpOverStdio(ToolChecks, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.data = tempfile.TemporaryDirectory(prefix="codeinterp-mcp-")
@@ -46,44 +38,11 @@ class McpOverStdio(unittest.TestCase):
                 return await body(client)
         return asyncio.run(main())
 
-    def test_list_tools(self):
-        async def body(client):
-            return await client.list_tools()
-        tools = self.run_client(body).tools
-        self.assertEqual([t.name for t in tools], ["execute_python"])
-        schema = tools[0].input_schema
-        self.assertEqual(schema["type"], "object")
-        self.assertEqual(schema["required"], ["code"])
-        self.assertIn("/mnt/data", tools[0].description)
-
-    def test_chart_comes_back_as_image_and_file_link_and_state_persists(self):
-        async def body(client):
-            chart = await client.call_tool("execute_python", {"code": CHART + "\nanswer = 41"})
-            later = await client.call_tool("execute_python", {"code": "answer + 1"})
-            return chart, later
-        chart, later = self.run_client(body)
-        self.assertFalse(chart.is_error)
-        images = [c for c in chart.content if c.type == "image"]
-        self.assertEqual(len(images), 1)
-        self.assertEqual(images[0].mime_type, "image/png")
-        self.assertTrue(base64.b64decode(images[0].data).startswith(b"\x89PNG"))
-        links = [c for c in chart.content if c.type == "resource_link"]
-        self.assertEqual([l.name for l in links], ["chart.png"])
-        self.assertEqual(links[0].mime_type, "image/png")
-        self.assertTrue(str(links[0].uri).startswith("file://"))
-        # The link points at the stored PNG on this machine.
-        with open(str(links[0].uri)[len("file://"):], "rb") as f:
-            self.assertEqual(f.read(4), b"\x89PNG")
-        self.assertFalse(later.is_error)
-        self.assertIn("42", later.content[0].text)
-
-    def test_exception_is_an_error_result(self):
-        async def body(client):
-            return await client.call_tool("execute_python", {"code": "{}['missing']"})
-        result = self.run_client(body)
-        self.assertTrue(result.is_error)
-        self.assertIn("KeyError", result.content[0].text)
-        self.assertIn("missing", result.content[0].text)
+    def read_link(self, uri):
+        # The link points at the stored file on this machine.
+        self.assertTrue(uri.startswith("file://"), uri)
+        with open(uri[len("file://"):], "rb") as f:
+            return f.read()
 
     def test_unknown_tool_is_a_protocol_error(self):
         async def body(client):
