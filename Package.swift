@@ -78,7 +78,9 @@ let package = Package(
         .testTarget(name: "InterpreterCoreTests", dependencies: ["InterpreterCore"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "InterpreterCore"]),
         .testTarget(name: "FileStoreTests", dependencies: ["FileStore"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "FileStore", "InterpreterCore"]),
+        .testTarget(name: "SandboxTests", dependencies: [
+            "Sandbox", "FileStore", "InterpreterCore", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "CommandsTests", dependencies: ["InterpreterCore", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: [
             "TestSupport", "Server", "Sandbox", "FileStore", "InterpreterCore",

@@ -34,4 +34,7 @@ static inline PyObject *ci_py_call1(PyObject *callable, PyObject *a) { return Py
 static inline PyObject *ci_py_call3(PyObject *callable, PyObject *a, PyObject *b, PyObject *c) {
     return PyObject_CallFunctionObjArgs(callable, a, b, c, NULL);
 }
+static inline PyObject *ci_py_call4(PyObject *callable, PyObject *a, PyObject *b, PyObject *c, PyObject *d) {
+    return PyObject_CallFunctionObjArgs(callable, a, b, c, d, NULL);
+}
 #endif

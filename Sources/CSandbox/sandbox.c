@@ -14,6 +14,9 @@
 #include <sys/statvfs.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,36 +68,119 @@ int ci_load_seccomp_filter(const void *instructions, size_t byte_count) {
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 }
 
-ci_child_report *ci_child_report_create(void) {
-    void *p = mmap(NULL, sizeof(ci_child_report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    ci_child_report *r = p;
-    r->blocked_syscall = -1;
-    r->stage = 0;
-    r->error[0] = 0;
-    return r;
-}
-
-void ci_child_report_destroy(ci_child_report *r) { if (r) munmap(r, sizeof(ci_child_report)); }
-
-static ci_child_report *sigsys_report;
+static int sigsys_report_fd = -1;
 
 static void sigsys_handler(int sig, siginfo_t *info, void *ctx) {
     (void)sig; (void)ctx;
-    if (sigsys_report) sigsys_report->blocked_syscall = info->si_syscall;
-    // The call was not executed; end the whole process (every thread) as the kill action would have.
-    kill(getpid(), SIGKILL);
+    if (sigsys_report_fd >= 0) {
+        unsigned char record[5] = {'S'};
+        int32_t nr = info->si_syscall;
+        memcpy(record + 1, &nr, sizeof nr);  // little endian on every architecture we build for
+        ssize_t ignored = write(sigsys_report_fd, record, sizeof record);
+        (void)ignored;
+    }
+    // The call was not executed; end the whole process (every thread) as the kill action would have. Not with
+    // kill(getpid(), SIGKILL): the interpreter is pid 1 of its namespace, where the kernel ignores that.
+    syscall(SYS_exit_group, 128 + SIGSYS);
     for (;;) pause();
 }
 
-int ci_install_sigsys_reporter(ci_child_report *report) {
-    sigsys_report = report;
+// RLIMIT_CPU's soft limit sends SIGXCPU, which the kernel ignores for pid 1 of a namespace by default.
+static void sigxcpu_handler(int sig) {
+    (void)sig;
+    if (sigsys_report_fd >= 0) {
+        unsigned char record[2] = {'K', SIGXCPU};
+        ssize_t ignored = write(sigsys_report_fd, record, sizeof record);
+        (void)ignored;
+    }
+    syscall(SYS_exit_group, 128 + SIGXCPU);
+    for (;;) pause();
+}
+
+int ci_install_sigsys_reporter(int report_fd) {
+    sigsys_report_fd = report_fd;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = sigsys_handler;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    return sigaction(SIGSYS, &sa, NULL);
+    if (sigaction(SIGSYS, &sa, NULL) != 0) return -1;
+    struct sigaction xcpu;
+    memset(&xcpu, 0, sizeof xcpu);
+    xcpu.sa_handler = sigxcpu_handler;
+    sigemptyset(&xcpu.sa_mask);
+    return sigaction(SIGXCPU, &xcpu, NULL);
+}
+
+int ci_set_not_dumpable(void) { return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }
+
+int ci_drop_bounding_set(void) {
+    for (int cap = 0; cap <= 63; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+            if (errno == EINVAL) break;  // past the kernel's last capability
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int ci_clear_capabilities(void) {
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    return (int)syscall(SYS_capset, &header, data);
+}
+
+int ci_effective_capability_count(void) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    return __builtin_popcount(data[0].effective) + __builtin_popcount(data[1].effective);
+}
+
+int ci_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard) {
+    struct rlimit rl = { .rlim_cur = soft, .rlim_max = hard };
+    return prlimit(pid, resource, &rl, NULL);
+}
+
+ssize_t ci_send_with_fds(int socket, const void *bytes, size_t length, const int *fds, int count) {
+    struct iovec iov = { .iov_base = (void *)bytes, .iov_len = length };
+    union { char buf[CMSG_SPACE(sizeof(int) * 8)]; struct cmsghdr align; } control;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (count > 0) {
+        if (count > 8) { errno = EINVAL; return -1; }
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * count);
+    }
+    ssize_t n;
+    do { n = sendmsg(socket, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t ci_recv_with_fds(int socket, void *buffer, size_t length, int *fds, int max_fds, int *count) {
+    struct iovec iov = { .iov_base = buffer, .iov_len = length };
+    union { char buf[CMSG_SPACE(sizeof(int) * 32)]; struct cmsghdr align; } control;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf };
+    *count = 0;
+    ssize_t n;
+    do { n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int received = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *in = (int *)CMSG_DATA(c);
+        for (int i = 0; i < received; i++) {
+            if (*count < max_fds) fds[(*count)++] = in[i]; else close(in[i]);
+        }
+    }
+    return n;
 }
 
 int ci_signalfd_sigchld(void) {

@@ -83,6 +83,16 @@ public struct Usage: Codable, Sendable, Equatable {
     public var wallMs: Int
     public var cpuMs: Int
     public var maxRssKb: Int
+    /// Where the time went, in milliseconds: waiting for a place to run, getting an isolated interpreter (a warm
+    /// one from the pool, a session's live one, or a fork on demand), running the code until every process of
+    /// the execution was gone, collecting /mnt/data, storing figures.
+    public var queueMs: Int?
+    public var startMs: Int?
+    public var runMs: Int?
+    public var collectMs: Int?
+    public var storeMs: Int?
+    /// The interpreter was ready before the request came (a pooled child, or the session's live interpreter).
+    public var warmStart: Bool?
     public init(wallMs: Int = 0, cpuMs: Int = 0, maxRssKb: Int = 0) {
         self.wallMs = wallMs
         self.cpuMs = cpuMs
@@ -90,6 +100,8 @@ public struct Usage: Codable, Sendable, Equatable {
     }
     enum CodingKeys: String, CodingKey {
         case wallMs = "wall_ms", cpuMs = "cpu_ms", maxRssKb = "max_rss_kb"
+        case queueMs = "queue_ms", startMs = "start_ms", runMs = "run_ms", collectMs = "collect_ms", storeMs = "store_ms"
+        case warmStart = "warm_start"
     }
 }
 

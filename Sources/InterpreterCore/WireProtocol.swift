@@ -1,21 +1,86 @@
 /// The protocol between the engine (server or CLI) and the zygote, over one stream socket.
 ///
-/// A frame is `u32 length (little endian, of what follows) | u8 kind | u32 job | payload`. Output chunks carry raw
-/// bytes so that stdout is never re-encoded on the hot path; everything else is JSON.
+/// A frame is `u32 length (little endian, of what follows) | u8 kind | u32 job | payload`; payloads are JSON. The
+/// zygote only forks, confines and reaps: a child's output never passes through it. `spawned` carries the child's
+/// descriptors (SCM_RIGHTS, attached to the frame's bytes), and the engine talks to the child directly.
+///
+/// For `spawn`, `limits`, `kill` and every answer, `job` is the engine's id of the child.
 public enum FrameKind: UInt8, Sendable {
     // engine -> worker
     case loadFilter = 1      // payload: FilterLoad JSON; job unused
-    case execute = 2         // payload: ExecuteRequest JSON
-    case cancel = 3          // payload: empty; kill the job's processes
+    case spawn = 2           // payload: SpawnRequest JSON: fork and isolate a child that then waits for its code
+    case kill = 3            // payload: empty; kill the child and everything it started
     case shutdown = 4
-    case closeSession = 5    // payload: "KEY" or "KEY\nSLOT" (UTF-8): stops that session's interpreter (only if it runs in SLOT)
+    case limits = 5          // payload: ChildLimits JSON; answered by `ack` once applied (prlimit from outside)
     // worker -> engine
     case hello = 10          // payload: WorkerHello JSON; sent once after preloading
-    case stdout = 11         // payload: raw bytes
-    case stderr = 12
-    case exited = 13         // payload: ChildReport JSON; the last frame of a job
-    case rejected = 14       // payload: {"message": ...}; the job never started
-    case outcome = 15        // payload: the Python runtime's JSON (RuntimeOutcome), raw; before `exited`
+    case spawned = 11        // payload: SpawnedChild JSON; descriptors: stdout, stderr, result, report (read ends), command (write end)
+    case exited = 13         // payload: ChildExit JSON; the child and every process of its pid namespace are gone
+    case rejected = 14       // payload: {"message": ...}; the spawn or limits request failed
+    case ack = 16            // payload: empty; the limits are in force
+}
+
+/// The descriptors of a child, in the order `spawned` passes them, and the numbers they have inside the child.
+public enum ChildDescriptor: Int, CaseIterable, Sendable {
+    case stdout = 0, stderr, result, report, command
+    /// The descriptor number inside the child (the runtime's side).
+    public var childFd: Int32 {
+        switch self {
+        case .stdout: 1
+        case .stderr: 2
+        case .result: 3
+        case .command: 4
+        case .report: 5
+        }
+    }
+}
+
+/// Cells travel to a child's command pipe as `u32 length (little endian) | UTF-8 code`.
+public enum CellMessage {
+    public static func encode(_ code: String) -> [UInt8] {
+        let bytes = Array(code.utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(4 + bytes.count)
+        withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: bytes)
+        return out
+    }
+}
+
+/// What a child writes on its report descriptor, which only the engine reads: the sandbox's own account of how
+/// the interpreter ended, apart from the runtime's output.
+public enum ChildReportRecord: Equatable, Sendable {
+    /// `S` + i32 (little endian): a kill rule of the profile stopped this system call.
+    case blockedSyscall(Int32)
+    /// `K` + u8: the interpreter (pid 1 of its namespace, where the kernel ignores its own fatal signals) was
+    /// asked to die by this signal and did.
+    case signalled(Int32)
+    /// `E` + UTF-8 to the end: isolation failed before any user code ran.
+    case setupFailed(String)
+
+    /// Parses everything the child wrote (unknown or partial records are ignored: user code can write here too,
+    /// and can only mislabel its own result).
+    public static func parse(_ bytes: [UInt8]) -> [ChildReportRecord] {
+        var records: [ChildReportRecord] = []
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "S") where i + 5 <= bytes.count:
+                let v = UInt32(bytes[i + 1]) | UInt32(bytes[i + 2]) << 8 | UInt32(bytes[i + 3]) << 16 | UInt32(bytes[i + 4]) << 24
+                records.append(.blockedSyscall(Int32(bitPattern: v)))
+                i += 5
+            case UInt8(ascii: "K") where i + 2 <= bytes.count:
+                records.append(.signalled(Int32(bytes[i + 1])))
+                i += 2
+            case UInt8(ascii: "E"):
+                records.append(.setupFailed(String(decoding: bytes[(i + 1)...].prefix(2000), as: UTF8.self)))
+                return records
+            default:
+                return records
+            }
+        }
+        return records
+    }
 }
 
 public struct Frame: Sendable, Equatable {
@@ -110,9 +175,8 @@ public struct FilterLoad: Codable, Sendable {
     }
 }
 
-/// What the worker needs to fork and isolate one child.
-public struct ExecuteRequest: Codable, Sendable {
-    public var code: String
+/// What the worker needs to fork and isolate one child ahead of its code.
+public struct SpawnRequest: Codable, Sendable {
     /// Host directory bind-mounted on /mnt/data (the child's working directory).
     public var workdir: String
     /// Concurrency slot: selects the unprivileged uid (uidBase + slot) and the slot's cgroup.
@@ -120,13 +184,10 @@ public struct ExecuteRequest: Codable, Sendable {
     public var filterKey: String
     public var network: Bool
     public var limits: Limits
-    /// Set for a session: the cell runs in that session's long-lived interpreter, which is forked (and
-    /// isolated) on the first cell and kept until `closeSession`, a timeout or a crash.
-    public var session: String?
+    /// A session's interpreter runs cells until its command pipe closes; any other child runs one and exits.
+    public var session: Bool
 
-    public init(code: String, workdir: String, slot: Int, filterKey: String, network: Bool, limits: Limits,
-                session: String? = nil) {
-        self.code = code
+    public init(workdir: String, slot: Int, filterKey: String, network: Bool, limits: Limits, session: Bool = false) {
         self.workdir = workdir
         self.slot = slot
         self.filterKey = filterKey
@@ -136,8 +197,61 @@ public struct ExecuteRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case code, workdir, slot, network, limits, session
+        case workdir, slot, network, limits, session
         case filterKey = "filter_key"
+    }
+}
+
+/// The zygote's answer to `spawn`: the child exists (its isolation may still be under way).
+public struct SpawnedChild: Codable, Sendable {
+    /// The child's pid in the zygote's namespace (for logs; the engine never signals it itself).
+    public var pid: Int32
+    /// Threads of the zygote right before this fork (must be 1).
+    public var zygoteThreads: Int
+    public init(pid: Int32, zygoteThreads: Int) {
+        self.pid = pid
+        self.zygoteThreads = zygoteThreads
+    }
+    enum CodingKeys: String, CodingKey {
+        case pid
+        case zygoteThreads = "zygote_threads"
+    }
+}
+
+/// Limits set on a live child from outside (the child cannot raise its own), before a cell is handed over.
+public struct ChildLimits: Codable, Sendable, Equatable {
+    /// RLIMIT_CPU soft limit in seconds of the process's whole life (hard = soft + 1).
+    public var cpuSeconds: Int?
+    /// Memory allowance for the code (RLIMIT_AS on top of the zygote's size, and the slot's cgroup).
+    public var memoryBytes: Int64?
+    public init(cpuSeconds: Int? = nil, memoryBytes: Int64? = nil) {
+        self.cpuSeconds = cpuSeconds
+        self.memoryBytes = memoryBytes
+    }
+    enum CodingKeys: String, CodingKey {
+        case cpuSeconds = "cpu_seconds", memoryBytes = "memory_bytes"
+    }
+}
+
+/// The zygote's account of a child once it and every process of its pid namespace are gone.
+public struct ChildExit: Codable, Sendable, Equatable {
+    public var exitCode: Int32?
+    public var signal: Int32?
+    /// CPU of the whole execution (the interpreter and every descendant it reaped).
+    public var cpuMs: Int
+    public var maxRssKb: Int
+    /// The slot's cgroup counted an OOM kill during the child's life.
+    public var oomKilled: Bool
+    public init(exitCode: Int32? = nil, signal: Int32? = nil, cpuMs: Int = 0, maxRssKb: Int = 0, oomKilled: Bool = false) {
+        self.exitCode = exitCode
+        self.signal = signal
+        self.cpuMs = cpuMs
+        self.maxRssKb = maxRssKb
+        self.oomKilled = oomKilled
+    }
+    enum CodingKeys: String, CodingKey {
+        case signal
+        case exitCode = "exit_code", cpuMs = "cpu_ms", maxRssKb = "max_rss_kb", oomKilled = "oom_killed"
     }
 }
 

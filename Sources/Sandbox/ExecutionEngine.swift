@@ -58,6 +58,13 @@ public struct EngineConfiguration: Sendable {
     public var sessionIdleSeconds: Int
     /// How long stored files (outputs, figures, uploads) are kept: 24 h by default, as OpenAI's.
     public var fileRetentionSeconds: Int = 86_400
+    /// Stateless children kept forked and isolated ahead of demand, per profile in use; nil: as many as
+    /// `slots` (every execution that may run at once finds one). 0 forks every execution on demand.
+    public var warmChildren: Int?
+
+    var poolTarget: Int { max(0, warmChildren ?? slots) }
+    /// Slots (uids and cgroups) of stateless children: the running ones and the warm ones.
+    var statelessSlots: Int { slots + poolTarget }
 
     var fileRetention: Duration { .seconds(fileRetentionSeconds) }
 
@@ -102,30 +109,45 @@ public final class ExecutionEngine: Sendable {
     public let configuration: EngineConfiguration
     public let store: FileStore
     private let logger: Logger
-    private let slots: SlotPool
+    /// Admission: executions that run at once (`slots`), and a bounded queue behind them.
+    private let runs: SlotPool
+    /// Identities (uid + cgroup) of stateless children, held from fork until every process of the child is gone.
+    private let childSlots: SlotPool
     let sessionSlots: SessionSlots
     let sessionBook = SessionBook()
+    let pool: WarmPool
     struct State {
         var worker: WorkerProcess?
         var hello: WorkerHello?
-        var profiles: [String: (SandboxProfile, CompiledFilter)] = [:]
+        var profiles: [String: (SandboxProfile, CompiledFilter, FileStamp?)] = [:]
+        /// Each session's live interpreter.
+        var interpreters: [String: SessionInterpreter] = [:]
     }
     let state = Mutex(State())
     private let startLock = AsyncLock()
-    private let nextJob = Atomic<UInt32>(0)
+    private let nextChild = Atomic<UInt32>(0)
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "codeinterp.engine")) throws {
         self.configuration = configuration
         self.logger = logger
+        // The engine writes code into children's pipes: a child that died must fail the write, not kill us.
+        signal(SIGPIPE, SIG_IGN)
         for dir in ["", "/work", "/logs", "/sessions"] {
             try FileManager.default.createDirectory(atPath: configuration.dataDirectory + dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         }
         store = try FileStore(directory: configuration.dataDirectory)
-        slots = SlotPool(count: configuration.slots, maxWaiting: configuration.maxQueued)
-        // Session interpreters get the worker slots after the executions' ones.
-        sessionSlots = SessionSlots(slots: configuration.slots..<(configuration.slots + configuration.sessionSlots),
+        runs = SlotPool(count: configuration.slots, maxWaiting: configuration.maxQueued)
+        let childSlots = SlotPool(count: configuration.statelessSlots)
+        self.childSlots = childSlots
+        // Session interpreters get the worker slots after the stateless children's.
+        sessionSlots = SessionSlots(slots: configuration.statelessSlots..<(configuration.statelessSlots + configuration.sessionSlots),
                                     maxWaiting: configuration.maxQueued)
+        let box = EngineBox()
+        pool = WarmPool(target: configuration.poolTarget, logger: logger) { key, wait in
+            try await box.engine?.spawnStateless(key, waitForSlot: wait)
+        }
+        box.engine = self
     }
 
     /// Starts the zygote (if it is not running) and returns what it reported once ready.
@@ -137,7 +159,7 @@ public final class ExecutionEngine: Sendable {
             }
             let worker = try WorkerProcess.spawn(
                 executable: configuration.workerExecutable,
-                arguments: ["--control-fd", "3", "--slots", String(configuration.slots + configuration.sessionSlots),
+                arguments: ["--control-fd", "3", "--slots", String(configuration.statelessSlots + configuration.sessionSlots),
                             "--uid-base", String(configuration.uidBase),
                             "--preload", configuration.preload.joined(separator: ","),
                             "--mpl-config-dir", configuration.dataDirectory + "/mplconfig"],
@@ -153,17 +175,21 @@ public final class ExecutionEngine: Sendable {
                 s.worker = worker
                 s.hello = hello
             }
+            pool.reopen()
             return hello
         }
     }
 
-    /// Loads (once) and compiles (once) a profile by name or path.
+    /// Loads and compiles a profile by name or path, once per version of its file.
     public func profile(_ nameOrPath: String) throws -> (SandboxProfile, CompiledFilter) {
-        if let cached = state.withLock({ $0.profiles[nameOrPath] }) { return cached }
+        if let (profile, filter, stamp) = state.withLock({ $0.profiles[nameOrPath] }),
+           stamp == nil || FileStamp(path: profile.source) == stamp {
+            return (profile, filter)
+        }
         do {
             let profile = try SandboxProfile.load(nameOrPath, searching: configuration.profileDirectories)
             let filter = try SeccompCompiler.compile(profile)
-            state.withLock { $0.profiles[nameOrPath] = (profile, filter) }
+            state.withLock { $0.profiles[nameOrPath] = (profile, filter, FileStamp(path: profile.source)) }
             return (profile, filter)
         } catch {
             throw EngineError(.profile, error.description)
@@ -187,35 +213,90 @@ public final class ExecutionEngine: Sendable {
             }
         }
 
+        let queued = monotonicNow()
         let (profile, filter, limits) = try plan(request, profileName: request.profile)
-        let worker = try await readyWorker(filter)
-        let slot = try await slots.acquire()
-        defer { slots.release(slot) }
+        let ticket = try await runs.acquire()
+        defer { runs.release(ticket) }
+        var stages = StageTimes(queueMs: elapsedMs(since: queued))
         let id = request.id
-        let workdir = "\(configuration.dataDirectory)/work/\(id)"
+
+        var started = monotonicNow()
+        _ = try await readyWorker(filter)
+        let key = PoolKey(profileName: request.profile, filterKey: filter.key, network: request.network && profile.network,
+                          limits: profile.limits)
+        let (warm, fromPool) = try await pool.take(key)
+        defer { removeTree(warm.workdir) }
+        var known: [String: FileStamp] = [:]
+        do {
+            if limits.memoryBytes < profile.limits.memoryBytes {
+                try await warm.child.setLimits(ChildLimits(memoryBytes: limits.memoryBytes))
+            }
+            for file in inputs {
+                let name = try FileNames.sanitize(file.name)
+                try copyFile(from: store.blobPath(for: file), intoDirectory: warm.workdir, name: name, owner: uidForSlot(warm.slot))
+                known[name] = FileStamp(path: warm.workdir + "/" + name)
+            }
+        } catch {
+            warm.child.kill()
+            throw error
+        }
+        stages.startMs = elapsedMs(since: started)
+        stages.warm = fromPool
+
+        started = monotonicNow()
+        let run = await warm.child.run(code: request.code, limits: limits, output: output)
+        // Files are collected once nothing of the execution can still touch them.
+        let exit = await warm.child.waitForExit()
+        warm.child.closeDescriptors()
+        stages.runMs = elapsedMs(since: started)
+        let report = try childReport(run, exit: exit, fresh: true, cpuMsBefore: 0, session: false, limits: limits)
+        started = monotonicNow()
+        var result = assemble(id: id, report: report, run: run, limits: limits, sessionId: nil)
+        stages.storeMs = elapsedMs(since: started)
+        started = monotonicNow()
+        let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention).collect(workdir: warm.workdir, known: known)
+        addCollected(collected, to: &result)
+        stages.collectMs = elapsedMs(since: started)
+        result.usage.stages = stages
+        return result
+    }
+
+    /// Forks one stateless child for the pool (or on demand): a slot, a fresh /mnt/data, the spawn. The slot and
+    /// the directory come back once the child and its namespace are gone.
+    func spawnStateless(_ key: PoolKey, waitForSlot: Bool) async throws -> WarmChild? {
+        let slot: Int
+        if waitForSlot { slot = try await childSlots.acquire() } else {
+            guard let free = childSlots.tryAcquire() else { return nil }
+            slot = free
+        }
+        let workdir = "\(configuration.dataDirectory)/work/\(UUID().uuidString.lowercased())"
         guard mkdir(workdir, 0o700) == 0 else {
+            childSlots.release(slot)
             throw EngineError(.workerFailed, "cannot create \(workdir): \(String(cString: strerror(errno)))")
         }
-        defer { removeTree(workdir) }
-        var known: [String: FileStamp] = [:]
-        for file in inputs {
-            let name = try FileNames.sanitize(file.name)
-            try copyFile(from: store.blobPath(for: file), intoDirectory: workdir, name: name, owner: nil)
-            known[name] = FileStamp(path: workdir + "/" + name)
+        let child: SandboxChild
+        do {
+            guard let worker = state.withLock({ $0.worker }), worker.isAlive else { throw EngineError(.workerDied, "no worker") }
+            let (_, filter) = try profile(key.profileName)
+            guard filter.key == key.filterKey, let limits = try? JSONDecoder().decode(Limits.self, from: Data(key.limits.utf8)) else {
+                throw EngineError(.profile, "profile \(key.profileName) changed")
+            }
+            child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
+                workdir: workdir, slot: slot, filterKey: filter.key, network: key.network, limits: limits))
+        } catch {
+            removeTree(workdir)
+            childSlots.release(slot)
+            throw error
         }
-
-        let run = try await runJob(ExecuteRequest(
-            code: request.code, workdir: workdir, slot: slot, filterKey: filter.key,
-            network: request.network && profile.network, limits: limits), worker: worker, output: output)
-        var result = assemble(id: id, run: run, limits: limits, sessionId: nil)
-        let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention).collect(workdir: workdir, known: known)
-        addCollected(collected, to: &result)
-        return result
+        let slots = childSlots
+        child.onExit { slots.release(slot) }
+        return WarmChild(child: child, slot: slot, workdir: workdir)
     }
 
     /// One cell in a session's interpreter; the caller holds the session's lock.
     private func executeInSession(_ request: ExecutionRequest, session: SessionRecord, inputs: [StoredFile],
                                   output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> ExecutionResult {
+        let queued = monotonicNow()
         let (profile, filter, limits) = try plan(request, profileName: session.profile)
         // Active from the start: a sweep must not expire a session in the middle of a long cell.
         _ = try? store.touchSession(id: session.id)
@@ -227,17 +308,69 @@ public final class ExecutionEngine: Sendable {
         let grant = try await sessionSlots.acquire(session: session.id)
         var alive = false
         defer { sessionSlots.release(session: session.id, alive: alive) }
-        if let evicted = grant.evicted { worker.closeSession(evicted, slot: grant.slot) }
-        // A new interpreter may run as another uid than the one that wrote the session's files.
-        if !grant.wasLive, let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
+        var stages = StageTimes(queueMs: elapsedMs(since: queued))
+        var started = monotonicNow()
+        if let evicted = grant.evicted, let old = state.withLock({ $0.interpreters.removeValue(forKey: evicted) }) {
+            // Its slot is ours once the zygote has reaped it.
+            old.child.kill()
+            _ = await old.child.waitForExit()
+            old.child.closeDescriptors()
+        }
+        var interpreter = state.withLock { $0.interpreters[session.id] }
+        if let i = interpreter, i.child.hasExited || !grant.wasLive {
+            i.child.kill()
+            _ = await i.child.waitForExit()
+            i.child.closeDescriptors()
+            interpreter = nil
+        }
+        let fresh = interpreter == nil
+        do {
+            if let interpreter {
+                // RLIMIT_CPU counts the interpreter's whole life: this cell's allowance comes on top of what it used.
+                let used = (interpreter.cpuMs + 999) / 1000
+                try await interpreter.child.setLimits(ChildLimits(
+                    cpuSeconds: used + limits.cpuSeconds,
+                    memoryBytes: limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil))
+            } else {
+                // A new interpreter may run as another uid than the one that wrote the session's files.
+                if let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
+                let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
+                    workdir: workdir, slot: grant.slot, filterKey: filter.key, network: request.network && profile.network,
+                    limits: limits, session: true))
+                interpreter = SessionInterpreter(child: child, slot: grant.slot)
+                state.withLock { $0.interpreters[session.id] = interpreter }
+            }
+        } catch {
+            if let child = interpreter?.child {
+                child.kill()
+                _ = await child.waitForExit()
+            }
+            state.withLock { _ = $0.interpreters.removeValue(forKey: session.id) }
+            throw error
+        }
+        let child = interpreter!.child
+        stages.startMs = elapsedMs(since: started)
+        stages.warm = !fresh
 
-        let id = request.id
-        let run = try await runJob(ExecuteRequest(
-            code: request.code, workdir: workdir, slot: grant.slot, filterKey: filter.key,
-            network: request.network && profile.network, limits: limits, session: session.id), worker: worker, output: output)
-        alive = run.report.interpreterAlive
-        var result = assemble(id: id, run: run, limits: limits, sessionId: session.id)
-        if run.report.freshInterpreter && session.executionCount > 0 {
+        started = monotonicNow()
+        let run = await child.run(code: request.code, limits: limits, output: output)
+        var exit: ChildExit?
+        if run.complete {
+            alive = true
+            state.withLock { s in s.interpreters[session.id]?.cpuMs = run.usage?.cpu_ms ?? 0 }
+        } else {
+            exit = await child.waitForExit()
+            child.closeDescriptors()
+            state.withLock { s in
+                if s.interpreters[session.id]?.child === child { s.interpreters[session.id] = nil }
+            }
+        }
+        stages.runMs = elapsedMs(since: started)
+        let report = try childReport(run, exit: exit, fresh: fresh, cpuMsBefore: interpreter!.cpuMs, session: true, limits: limits)
+        started = monotonicNow()
+        var result = assemble(id: request.id, report: report, run: run, limits: limits, sessionId: session.id)
+        stages.storeMs = elapsedMs(since: started)
+        if fresh && session.executionCount > 0 {
             result.stderr = "[codeinterp] this session's interpreter was restarted: variables, imports and functions "
                 + "from earlier executions are gone (files in /mnt/data are kept).\n" + result.stderr
         }
@@ -246,13 +379,21 @@ public final class ExecutionEngine: Sendable {
                 + "/mnt/data are kept and the next execution starts a fresh interpreter.\n"
         }
 
+        started = monotonicNow()
         let collected = FileCollector(limits: limits, store: store, sessionId: session.id, retention: configuration.fileRetention).collect(workdir: workdir, known: known)
         for file in collected.files { try? store.makeCurrent(file) }
         for path in Set(known.keys).subtracting(collected.seen.keys) { try? store.retire(sessionId: session.id, path: "/mnt/data/" + path) }
         sessionBook.setStamps(session.id, collected.seen)
         addCollected(collected, to: &result)
         _ = try? store.touchSession(id: session.id, execution: true)
+        stages.collectMs = elapsedMs(since: started)
+        result.usage.stages = stages
         return result
+    }
+
+    /// Stops a session's interpreter (deleted or expired session).
+    func stopInterpreter(session id: String) {
+        if let old = state.withLock({ $0.interpreters.removeValue(forKey: id) }) { old.child.kill() }
     }
 
     /// What /mnt/data of a session held after its last collection. After a restart of the engine: the files the
@@ -283,50 +424,48 @@ public final class ExecutionEngine: Sendable {
         return worker
     }
 
-    struct JobRun {
-        var report: ChildReport
-        var stdout: [UInt8]
-        var stderr: [UInt8]
-    }
-
-    /// Sends one job to the worker and gathers its frames until it is over.
-    private func runJob(_ request: ExecuteRequest, worker: WorkerProcess,
-                        output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> JobRun {
-        let job = nextJob.add(1, ordering: .relaxed).newValue
-        let stream = try worker.start(job: job, request)
-        var stdout: [UInt8] = [], stderr: [UInt8] = [], outcomeBytes: [UInt8] = []
-        var report: ChildReport?
-        var rejection: String?
-        await withTaskCancellationHandler {
-            for await frame in stream {
-                switch frame.kind {
-                case .stdout:
-                    stdout += frame.payload
-                    output?(.stdout, frame.payload)
-                case .stderr:
-                    stderr += frame.payload
-                    output?(.stderr, frame.payload)
-                case .outcome: outcomeBytes = frame.payload
-                case .exited: report = try? JSONDecoder().decode(ChildReport.self, from: Data(frame.payload))
-                case .rejected:
-                    rejection = (try? JSONDecoder().decode([String: String].self, from: Data(frame.payload)))?["message"] ?? "rejected"
-                default: break
-                }
+    /// How the execution ended, from what the child said (its cell records, its report descriptor) and what the
+    /// zygote saw (exit status, rusage of the whole namespace, OOM kills).
+    private func childReport(_ run: CellRun, exit: ChildExit?, fresh: Bool, cpuMsBefore: Int, session: Bool,
+                             limits: Limits) throws(EngineError) -> ChildReport {
+        var report = ChildReport(wallMs: run.wallMs, timedOut: run.timedOut, outputLimited: run.outputLimited,
+                                 stdoutTruncated: run.stdoutTruncated, stderrTruncated: run.stderrTruncated)
+        report.freshInterpreter = fresh
+        for record in ChildReportRecord.parse(run.report) {
+            switch record {
+            case .setupFailed(let message): throw EngineError(.sandboxSetup, message)
+            case .blockedSyscall(let nr):
+                report.blockedSyscallNumber = nr
+                report.blockedSyscall = syscallName(number: nr) ?? "syscall \(nr)"
+            case .signalled(let signal): report.signal = signal
             }
-        } onCancel: {
-            worker.cancel(job: job)
         }
-        if let rejection { throw EngineError(.rejected, "the worker refused the execution: \(rejection)") }
-        guard var report else { throw EngineError(.workerDied, "the worker process died during the execution") }
-        if let message = report.sandboxError { throw EngineError(.sandboxSetup, message) }
-        if let nr = report.blockedSyscallNumber { report.blockedSyscall = syscallName(number: nr) ?? "syscall \(nr)" }
-        report.outcome = outcomeBytes.isEmpty ? nil : try? JSONDecoder().decode(RuntimeOutcome.self, from: Data(outcomeBytes))
-        return JobRun(report: report, stdout: stdout, stderr: stderr)
+        if run.complete, let usage = run.usage {
+            report.cpuMs = max(0, usage.cpu_ms - (session ? cpuMsBefore : 0))
+            report.maxRssKb = usage.max_rss_kb
+            report.exitCode = 0
+            report.interpreterAlive = session
+        } else {
+            guard let exit else { throw EngineError(.workerDied, "the worker process died during the execution") }
+            if report.signal == nil {
+                report.exitCode = exit.exitCode
+                report.signal = exit.signal
+            }
+            report.cpuMs = max(0, exit.cpuMs - (session ? cpuMsBefore : 0))
+            report.maxRssKb = exit.maxRssKb
+            report.memoryLimited = exit.oomKilled
+            report.cpuLimited = report.signal == SIGXCPU || (report.signal == SIGKILL && report.cpuMs >= limits.cpuSeconds * 1000)
+            if session && report.exitCode == 0 {
+                // The interpreter exited by itself in the middle of a cell (os._exit(0)): not a clean finish.
+                report.exitCode = nil
+            }
+        }
+        report.outcome = run.outcome.flatMap { try? JSONDecoder().decode(RuntimeOutcome.self, from: Data($0)) }
+        return report
     }
 
     /// The result of a finished job, with its figures stored as display files.
-    private func assemble(id: String, run: JobRun, limits: Limits, sessionId: String?) -> ExecutionResult {
-        let report = run.report
+    private func assemble(id: String, report: ChildReport, run: CellRun, limits: Limits, sessionId: String?) -> ExecutionResult {
         var result = ExecutionResult(
             id: "exec_\(id)", sessionId: sessionId, status: report.status,
             stdout: String(decoding: run.stdout, as: UTF8.self), stderr: String(decoding: run.stderr, as: UTF8.self),
@@ -383,13 +522,56 @@ public final class ExecutionEngine: Sendable {
 
     /// Stops the zygote; every child dies with its pid namespace.
     public func shutdown() {
-        let worker = state.withLock { s in
-            defer { s.worker = nil }
-            return s.worker
+        pool.drain()
+        let (worker, interpreters) = state.withLock { s in
+            defer { s.worker = nil; s.interpreters = [:] }
+            return (s.worker, s.interpreters)
         }
+        for i in interpreters.values { i.child.kill() }
         worker?.terminate()
     }
+
+    /// Counters of the warm pool (for /metrics and the log).
+    public var poolStatistics: (hits: Int, misses: Int, spawned: Int, refillFailures: Int, idle: Int) {
+        let s = pool.stats
+        return (s.hits, s.misses, s.spawned, s.refillFailures, s.idle)
+    }
 }
+
+/// A session's live interpreter and the CPU it has used so far (its next cell's allowance comes on top).
+struct SessionInterpreter: Sendable {
+    let child: SandboxChild
+    let slot: Int
+    var cpuMs = 0
+}
+
+/// Lets the warm pool, made in the engine's init, call back into the engine.
+private final class EngineBox: @unchecked Sendable {
+    weak var engine: ExecutionEngine?
+}
+
+/// Per-stage timings of one execution, reported in its usage.
+struct StageTimes {
+    var queueMs = 0
+    var startMs = 0
+    var runMs = 0
+    var collectMs = 0
+    var storeMs = 0
+    var warm = false
+    init(queueMs: Int) { self.queueMs = queueMs }
+}
+
+extension Usage {
+    var stages: StageTimes? {
+        get { nil }
+        set {
+            guard let t = newValue else { return }
+            (queueMs, startMs, runMs, collectMs, storeMs, warmStart) = (t.queueMs, t.startMs, t.runMs, t.collectMs, t.storeMs, t.warm)
+        }
+    }
+}
+
+private func elapsedMs(since start: Double) -> Int { Int(((monotonicNow() - start) * 1000).rounded()) }
 
 /// A lock that can be held across `await`: only one start of the worker at a time.
 final class AsyncLock: Sendable {

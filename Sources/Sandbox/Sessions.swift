@@ -131,7 +131,8 @@ extension ExecutionEngine {
     @discardableResult
     public func deleteSession(id: String) throws -> Bool {
         guard let id = FileStore.canonicalID(id) else { return false }
-        if sessionSlots.remove(session: id) { state.withLock { $0.worker }?.closeSession(id) }
+        sessionSlots.remove(session: id)
+        stopInterpreter(session: id)
         sessionBook.forget(id)
         removeTree(sessionDirectory(id))
         return try store.deleteSession(id: id)
@@ -204,8 +205,10 @@ extension ExecutionEngine {
         }
         report.expiredFiles = try store.sweepExpired(now: now)
         let work = configuration.dataDirectory + "/work"
+        let warm = pool.workdirs
         for name in (try? FileManager.default.contentsOfDirectory(atPath: work)) ?? [] {
             let path = work + "/" + name
+            if warm.contains(path) { continue }
             var st = stat()
             guard lstat(path, &st) == 0, now.timeIntervalSince1970 - Double(st.st_mtim.tv_sec) > 3600 else { continue }
             removeTree(path)

@@ -45,6 +45,11 @@ final class SlotPool: Sendable {
         }
     }
 
+    /// A free slot now, or nil (never waits; waiters keep their turn).
+    func tryAcquire() -> Int? {
+        state.withLock { s in s.waiters.isEmpty ? s.free.popLast() : nil }
+    }
+
     func release(_ slot: Int) {
         let waiter = state.withLock { s -> CheckedContinuation<Int, any Error>? in
             if s.waiters.isEmpty {

@@ -25,17 +25,22 @@ public struct EngineError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// The zygote seen from the engine: a spawned `codeinterp-worker` and the socket to it. One reader thread splits
-/// the stream into frames and hands each job its own stream; writes are serialized by a lock.
+/// The zygote seen from the engine: a spawned `codeinterp-worker` and the socket to it. The zygote forks and
+/// isolates children on request and passes their descriptors here; one reader thread splits the stream into
+/// frames and collects those descriptors; writes are serialized by a lock.
 final class WorkerProcess: Sendable {
     let pid: pid_t
     private let socket: Int32
     private struct State {
-        var jobs: [UInt32: AsyncStream<Frame>.Continuation] = [:]
+        var spawns: [UInt32: CheckedContinuation<SandboxChild, any Error>] = [:]
+        var acks: [UInt32: CheckedContinuation<Void, any Error>] = [:]
+        var children: [UInt32: SandboxChild] = [:]
         var hello: CheckedContinuation<WorkerHello, any Error>?
         var helloResult: Result<WorkerHello, EngineError>?
         var alive = true
         var loadedFilters: Set<String> = []
+        /// Descriptors received and not yet claimed by a `spawned` frame (they arrive with its first byte).
+        var descriptors: [Int32] = []
     }
     private let state = Mutex(State())
     private let writeLock = Mutex(())
@@ -110,31 +115,40 @@ final class WorkerProcess: Sendable {
         state.withLock { _ = $0.loadedFilters.insert(filter.key) }
     }
 
-    /// Starts a job; its frames arrive on the returned stream, which ends after `exited` or `rejected`.
-    func start(job: UInt32, _ request: ExecuteRequest) throws -> AsyncStream<Frame> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Frame.self)
-        let alive = state.withLock { s in
-            if s.alive { s.jobs[job] = continuation }
-            return s.alive
+    /// Forks and isolates a child that then waits for its code; returns once the zygote handed its descriptors
+    /// over (the child may still be confining itself: its first cell waits for that).
+    func spawn(child id: UInt32, _ request: SpawnRequest) async throws -> SandboxChild {
+        let payload = Array(try JSONEncoder().encode(request))
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<SandboxChild, any Error>) in
+            let alive = state.withLock { s in
+                if s.alive { s.spawns[id] = c }
+                return s.alive
+            }
+            guard alive else { return c.resume(throwing: EngineError(.workerDied, "the worker process is not running")) }
+            do { try send(Frame(kind: .spawn, job: id, payload: payload)) } catch {
+                if let c = state.withLock({ $0.spawns.removeValue(forKey: id) }) { c.resume(throwing: error) }
+            }
         }
-        guard alive else { throw EngineError(.workerDied, "the worker process is not running") }
-        do {
-            try send(Frame(kind: .execute, job: job, payload: Array(try JSONEncoder().encode(request))))
-        } catch {
-            _ = state.withLock { $0.jobs.removeValue(forKey: job) }
-            throw error
-        }
-        return stream
     }
 
-    func cancel(job: UInt32) {
-        try? send(Frame(kind: .cancel, job: job))
+    /// Sets limits on a live child from the privileged side; returns once they are in force.
+    func setLimits(_ limits: ChildLimits, on id: UInt32) async throws {
+        let payload = Array(try JSONEncoder().encode(limits))
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let alive = state.withLock { s in
+                if s.alive { s.acks[id] = c }
+                return s.alive
+            }
+            guard alive else { return c.resume(throwing: EngineError(.workerDied, "the worker process is not running")) }
+            do { try send(Frame(kind: .limits, job: id, payload: payload)) } catch {
+                if let c = state.withLock({ $0.acks.removeValue(forKey: id) }) { c.resume(throwing: error) }
+            }
+        }
     }
 
-    /// Stops a session's interpreter (the worker forks a fresh one on the session's next cell). With `slot`, only
-    /// an interpreter in that slot: an evicted session may already have a new one elsewhere by the time this arrives.
-    func closeSession(_ key: String, slot: Int? = nil) {
-        try? send(Frame(kind: .closeSession, payload: Array((key + (slot.map { "\n\($0)" } ?? "")).utf8)))
+    /// Kills a child and everything in its pid namespace; its `exited` follows.
+    func kill(child id: UInt32) {
+        try? send(Frame(kind: .kill, job: id))
     }
 
     func send(_ frame: Frame) throws {
@@ -156,20 +170,30 @@ final class WorkerProcess: Sendable {
         if !ok { throw EngineError(.workerDied, "the worker process is not running") }
     }
 
-    /// Stops the worker and everything it forked (its pid namespace dies with it).
+    /// Stops the worker and everything it forked (every child's pid namespace lies inside the zygote's). The
+    /// zygote gets a moment to kill its children and remove its cgroups before it is killed.
     func terminate() {
         try? send(Frame(kind: .shutdown))
-        kill(pid, SIGKILL)
         var status: Int32 = 0
+        for _ in 0..<300 {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno == ECHILD) { return }
+            usleep(10_000)
+        }
+        Glibc.kill(pid, SIGKILL)
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     }
 
     private func readLoop() {
         var decoder = FrameDecoder()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var fds = [Int32](repeating: -1, count: 32)
         loop: while true {
-            let n = read(socket, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
+            var count: Int32 = 0
+            let n = buffer.withUnsafeMutableBytes { b in
+                fds.withUnsafeMutableBufferPointer { ci_recv_with_fds(socket, b.baseAddress, b.count, $0.baseAddress, 32, &count) }
+            }
+            if count > 0 { state.withLock { $0.descriptors.append(contentsOf: fds[0..<Int(count)]) } }
             if n <= 0 { break }
             buffer.withUnsafeBytes { decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             while true {
@@ -180,17 +204,24 @@ final class WorkerProcess: Sendable {
             }
         }
         close(socket)
-        let (jobs, hello) = state.withLock { s in
+        let (spawns, acks, children, hello, leftovers) = state.withLock { s in
             s.alive = false
-            let jobs = s.jobs
-            s.jobs = [:]
-            let hello = s.hello
-            s.hello = nil
+            defer {
+                s.spawns = [:]
+                s.acks = [:]
+                s.children = [:]
+                s.hello = nil
+                s.descriptors = []
+            }
             if s.helloResult == nil { s.helloResult = .failure(EngineError(.workerFailed, "the worker exited during start-up")) }
-            return (jobs, hello)
+            return (s.spawns, s.acks, s.children, s.hello, s.descriptors)
         }
+        for fd in leftovers { close(fd) }
         hello?.resume(throwing: EngineError(.workerFailed, "the worker exited during start-up"))
-        for c in jobs.values { c.finish() }
+        let died = EngineError(.workerDied, "the worker process died")
+        for c in spawns.values { c.resume(throwing: died) }
+        for c in acks.values { c.resume(throwing: died) }
+        for child in children.values { child.didExit(nil) }
     }
 
     private func dispatch(_ frame: Frame) {
@@ -208,12 +239,37 @@ final class WorkerProcess: Sendable {
                 return s.hello
             }
             c?.resume(with: result.mapError { $0 as any Error })
-        default:
-            let c = state.withLock { s in
-                (frame.kind == .exited || frame.kind == .rejected) ? s.jobs.removeValue(forKey: frame.job) : s.jobs[frame.job]
+        case .spawned:
+            let info = try? JSONDecoder().decode(SpawnedChild.self, from: Data(frame.payload))
+            let (c, fds) = state.withLock { s -> (CheckedContinuation<SandboxChild, any Error>?, [Int32]) in
+                let n = ChildDescriptor.allCases.count
+                guard s.descriptors.count >= n else { return (s.spawns.removeValue(forKey: frame.job), []) }
+                let fds = Array(s.descriptors.prefix(n))
+                s.descriptors.removeFirst(n)
+                return (s.spawns.removeValue(forKey: frame.job), fds)
             }
-            c?.yield(frame)
-            if frame.kind == .exited || frame.kind == .rejected { c?.finish() }
+            guard let info, fds.count == ChildDescriptor.allCases.count else {
+                for fd in fds { close(fd) }
+                kill(child: frame.job)
+                c?.resume(throwing: EngineError(.workerFailed, "the worker sent a child without its descriptors"))
+                return
+            }
+            let child = SandboxChild(id: frame.job, pid: info.pid, descriptors: fds, worker: self)
+            state.withLock { $0.children[frame.job] = child }
+            if let c { c.resume(returning: child) } else { kill(child: frame.job) }
+        case .ack:
+            state.withLock { $0.acks.removeValue(forKey: frame.job) }?.resume()
+        case .rejected:
+            let message = (try? JSONDecoder().decode([String: String].self, from: Data(frame.payload)))?["message"] ?? "rejected"
+            let error = EngineError(.rejected, "the worker refused: \(message)")
+            let (spawn, ack) = state.withLock { ($0.spawns.removeValue(forKey: frame.job), $0.acks.removeValue(forKey: frame.job)) }
+            spawn?.resume(throwing: error)
+            ack?.resume(throwing: error)
+        case .exited:
+            let exit = (try? JSONDecoder().decode(ChildExit.self, from: Data(frame.payload))) ?? ChildExit()
+            state.withLock { $0.children.removeValue(forKey: frame.job) }?.didExit(exit)
+        default:
+            break
         }
     }
 }

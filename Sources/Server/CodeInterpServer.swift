@@ -153,7 +153,8 @@ public final class CodeInterpServer: Sendable {
             liveInterpreters: liveInterpreterCount(),
             activeSessions: try? activeSessionCount(),
             storedBytes: try? engine.store.totalBytes(),
-            executionsInFlight: gate.inFlight))
+            executionsInFlight: gate.inFlight,
+            warmPool: engine.poolStatistics))
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))

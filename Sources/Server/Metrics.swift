@@ -50,6 +50,7 @@ final class ServerMetrics: Sendable {
         var activeSessions: Int?
         var storedBytes: Int64?
         var executionsInFlight: Int
+        var warmPool: (hits: Int, misses: Int, spawned: Int, refillFailures: Int, idle: Int)?
     }
 
     func render(_ g: Gauges) -> String {
@@ -89,6 +90,17 @@ final class ServerMetrics: Sendable {
         if let bytes = g.storedBytes {
             header("codeinterp_stored_bytes", "gauge", "Bytes held by stored files.")
             out += "codeinterp_stored_bytes \(bytes)\n"
+        }
+        if let p = g.warmPool {
+            header("codeinterp_warm_children", "gauge", "Stateless children forked and isolated ahead of demand, waiting.")
+            out += "codeinterp_warm_children \(p.idle)\n"
+            header("codeinterp_warm_pool_takes_total", "counter", "Stateless executions by how they got their child: warm from the pool, or forked on demand.")
+            out += "codeinterp_warm_pool_takes_total{source=\"pool\"} \(p.hits)\n"
+            out += "codeinterp_warm_pool_takes_total{source=\"on_demand\"} \(p.misses)\n"
+            header("codeinterp_warm_pool_spawned_total", "counter", "Children forked ahead of demand.")
+            out += "codeinterp_warm_pool_spawned_total \(p.spawned)\n"
+            header("codeinterp_warm_pool_refill_failures_total", "counter", "Refills that could not fork a child (no free slot, the worker refused or died).")
+            out += "codeinterp_warm_pool_refill_failures_total \(p.refillFailures)\n"
         }
         header("codeinterp_http_requests_total", "counter", "HTTP requests by method, route and status.")
         for (key, n) in s.requests.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {

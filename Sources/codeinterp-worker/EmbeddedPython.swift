@@ -74,16 +74,18 @@ struct EmbeddedPython {
         if let r = ci_py_call0(afterForkFn) { ci_py_decref(r) } else { PyErr_Print() }
     }
 
-    /// Runs one cell; the runtime writes its JSON outcome to `resultFd`, then closes it unless `keepOpen` (a
-    /// session, whose cells share the descriptor).
-    func runCell(_ code: String, resultFd: Int32, keepOpen: Bool) {
+    /// Runs one cell; the runtime writes its JSON outcome to `resultFd`, then closes it unless `keepOpen`.
+    /// `oneShot`: the interpreter ends after this cell (the runtime waits briefly for the processes it forked).
+    func runCell(_ code: String, resultFd: Int32, keepOpen: Bool, oneShot: Bool = false) {
         let codeObject = PyUnicode_FromString(code)
         let fdObject = PyLong_FromLong(Int(resultFd))
         let keepObject = PyBool_FromLong(keepOpen ? 1 : 0)
-        if let r = ci_py_call3(executeFn, codeObject, fdObject, keepObject) { ci_py_decref(r) } else { PyErr_Print() }
+        let oneShotObject = PyBool_FromLong(oneShot ? 1 : 0)
+        if let r = ci_py_call4(executeFn, codeObject, fdObject, keepObject, oneShotObject) { ci_py_decref(r) } else { PyErr_Print() }
         ci_py_decref(codeObject)
         ci_py_decref(fdObject)
         ci_py_decref(keepObject)
+        ci_py_decref(oneShotObject)
     }
 
     private static func fetchError() -> String {

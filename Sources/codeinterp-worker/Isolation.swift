@@ -14,53 +14,49 @@ struct IsolationPlan {
     var hostNetworkFd: Int32?
     var cgroupProcs: [String]
     var filter: [UInt8]
-    var report: UnsafeMutablePointer<ci_child_report>
     /// The zygote's address-space size; the code's memory allowance comes on top of it.
     var baseAddressSpace: UInt64
     var namespaces: Bool
-    /// A session's interpreter: keeps its command pipe (fd 4) and gets its CPU allowance cell by cell.
-    var session: Bool
+    /// The child is pid 1 of a pid namespace of its own (else it shares the zygote's, with process groups only).
+    var ownPidNamespace: Bool
+    /// The hard CPU limit the zygote can raise later: unlimited where it lacks CAP_SYS_RESOURCE on the host (a
+    /// user namespace), for a session whose allowance grows cell by cell. The soft limit still applies.
+    var cpuHardLimit: UInt64
 }
 
 /// The isolation sequence of a child, in order. Runs in the forked child of the single-threaded zygote, as root
-/// (or root of the zygote's user namespace), and ends with the seccomp filter, after which only user code runs.
+/// (or root of the zygote's user namespace), pid 1 of a fresh pid namespace, and ends with the seccomp filter,
+/// after which only user code runs. Nothing here depends on the code: the engine forks children ahead of demand.
 ///
 ///  1. own session, join the slot's cgroups
 ///  2. network: stay in the empty namespace unless the profile allows it
 ///  3. own mount namespace; a new root on tmpfs: read-only /usr and /etc (secrets masked), minimal /dev,
-///     private /proc (other slots hidden), tmpfs /tmp and /dev/shm, /mnt/data bound from the host workdir
+///     a /proc of this pid namespace only, tmpfs /tmp and /dev/shm, /mnt/data bound from the host workdir
 ///  4. pivot into it, make / read-only, cwd /mnt/data
-///  5. rlimits; 6. drop to the slot uid, no groups; 7. clean environment; 8. close inherited descriptors;
+///  5. rlimits (a session's CPU allowance is raised from outside, cell by cell)
+///  6. drop the capability bounding set, the slot uid with no groups (root), every capability (user namespace),
+///     not dumpable (no /proc/PID/mem, no ptrace, no core)
+///  7. clean environment; 8. close inherited descriptors;
 ///  9. no_new_privs, SIGSYS reporter, seccomp filter (last)
-func isolate(_ plan: IsolationPlan) throws(SystemCallError) {
-    func stage(_ n: Int32) { plan.report.pointee.stage = n }
-
-    stage(1)
+func isolate(_ plan: IsolationPlan, reportFd: Int32) throws(SystemCallError) {
     setsid()
     for file in plan.cgroupProcs {
         guard writeFile(file, String(getpid())) else { throw SystemCallError(operation: "join cgroup \(file)", errno: errno) }
     }
 
-    stage(2)
     if plan.network, let fd = plan.hostNetworkFd {
         try check("enter the host network namespace") { ci_setns(fd, CI_CLONE_NEWNET) }
     }
 
-    stage(3)
     if plan.namespaces {
         try buildRoot(plan)
     } else {
         try check("chdir \(plan.workdir)") { chdir(plan.workdir) }
     }
 
-    stage(5)
     let l = plan.limits
     try check("RLIMIT_AS") { ci_setrlimit(CI_RLIMIT_AS, plan.baseAddressSpace + UInt64(l.memoryBytes), plan.baseAddressSpace + UInt64(l.memoryBytes)) }
-    // A session raises its soft CPU limit before each cell (RLIMIT_CPU counts the process's whole life), so its
-    // hard limit stays open; the wall-clock limit bounds every cell all the same.
-    try check("RLIMIT_CPU") {
-        ci_setrlimit(CI_RLIMIT_CPU, UInt64(l.cpuSeconds), plan.session ? UInt64.max : UInt64(l.cpuSeconds + 1))
-    }
+    try check("RLIMIT_CPU") { ci_setrlimit(CI_RLIMIT_CPU, UInt64(l.cpuSeconds), plan.cpuHardLimit) }
     try check("RLIMIT_FSIZE") { ci_setrlimit(CI_RLIMIT_FSIZE, UInt64(l.fileSizeBytes), UInt64(l.fileSizeBytes)) }
     try check("RLIMIT_NOFILE") { ci_setrlimit(CI_RLIMIT_NOFILE, UInt64(l.openFiles), UInt64(l.openFiles)) }
     try check("RLIMIT_CORE") { ci_setrlimit(CI_RLIMIT_CORE, 0, 0) }
@@ -68,14 +64,19 @@ func isolate(_ plan: IsolationPlan) throws(SystemCallError) {
         try check("RLIMIT_NPROC") { ci_setrlimit(CI_RLIMIT_NPROC, UInt64(l.processes), UInt64(l.processes)) }
     }
 
-    stage(6)
+    if plan.namespaces {
+        // Needs CAP_SETPCAP, which the uid change below takes away.
+        try check("drop the capability bounding set") { ci_drop_bounding_set() }
+    }
     if let uid = plan.uid {
         try check("setgroups") { setgroups(0, nil) }
         try check("setresgid \(uid)") { ci_setresgid(uid) }
         try check("setresuid \(uid)") { ci_setresuid(uid) }
     }
+    // Root of a user namespace keeps every capability in it until told otherwise.
+    try check("drop capabilities") { ci_clear_capabilities() }
+    try check("not dumpable") { ci_set_not_dumpable() }
 
-    stage(7)
     clearenv()
     let env = [
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "USER": "sandbox",
@@ -85,15 +86,13 @@ func isolate(_ plan: IsolationPlan) throws(SystemCallError) {
     ]
     for (k, v) in env { setenv(k, v, 1) }
 
-    stage(8)
-    ci_close_from(plan.session ? 5 : 4)
+    // 0-2 stdio, 3 result, 4 command, 5 report (ChildDescriptor).
+    ci_close_from(6)
 
-    stage(9)
     try check("no_new_privs") { ci_set_no_new_privs() }
-    try check("SIGSYS handler") { ci_install_sigsys_reporter(plan.report) }
+    try check("SIGSYS handler") { ci_install_sigsys_reporter(reportFd) }
     let loaded = plan.filter.withUnsafeBytes { ci_load_seccomp_filter($0.baseAddress, $0.count) }
     if loaded != 0 { throw SystemCallError(operation: "load seccomp filter", errno: errno) }
-    stage(10)
 }
 
 /// Step 3 and 4: a fresh root on tmpfs with only what Python and the scientific stack need.
@@ -128,7 +127,7 @@ private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
     try bindReadOnly("/usr", "\(root)/usr")
 
     // /etc read-only, with what could hold secrets masked and a passwd that knows the sandbox user.
-    let uid = plan.uid ?? 0
+    let uid = plan.uid ?? getuid()
     try writeNewFile("\(root)/run/codeinterp/passwd",
                      "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:\(uid):\(uid):sandbox:/tmp:/bin/sh\n")
     try writeNewFile("\(root)/run/codeinterp/group", "root:x:0:\nsandbox:x:\(uid):\n")
@@ -157,7 +156,8 @@ private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
     let tmpOptions = "size=\(plan.limits.tmpBytes),mode=1777"
     try mountFs("tmpfs", "\(root)/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmpOptions)
     try mountFs("tmpfs", "\(root)/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmpOptions)
-    // hidepid=2: other slots' processes (and the zygote) are invisible; the pid namespace hides the host.
+    // The child's own pid namespace: only the execution's processes exist here. hidepid=2 matters where the
+    // host gave no pid namespace per child (other slots' processes are then hidden by uid).
     try mountFs("proc", "\(root)/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
     try mountFs("/proc/self/fd/\(workdirFd)", "\(root)/mnt/data", nil, MS_BIND, nil)
     try remount("\(root)/mnt/data", extra: 0)

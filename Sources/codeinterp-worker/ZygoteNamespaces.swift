@@ -34,9 +34,12 @@ enum ZygoteNamespaces {
             report.userNamespace = !report.root
             if !report.root {
                 writeFile("/proc/self/setgroups", "deny")
-                writeFile("/proc/self/uid_map", "0 \(uid) 1")
-                writeFile("/proc/self/gid_map", "0 \(gid) 1")
-                report.notes.append("not root: all slots share one uid (no per-slot uid, RLIMIT_NPROC is per user)")
+                // Our own uid inside too, not 0: code must not believe it is root (it holds no capability either).
+                writeFile("/proc/self/uid_map", "\(uid) \(uid) 1")
+                writeFile("/proc/self/gid_map", "\(gid) \(gid) 1")
+                report.notes.append("not root: every execution runs as this one host uid (no uid per slot; RLIMIT_NPROC counts all of them together); "
+                    + "executions are still apart (a pid namespace each, no capabilities, not dumpable)")
+                report.notes.append("not root: a session's CPU allowance is a soft limit its own code could raise (the wall-clock limit still holds)")
             }
         } else {
             let e = errno

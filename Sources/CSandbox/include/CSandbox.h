@@ -30,17 +30,24 @@ void ci_close_from(int lowfd);
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) with the exported sock_filter array.
 int ci_load_seccomp_filter(const void *instructions, size_t byte_count);
 
-/// Shared between the zygote and one child (MAP_SHARED): how the child reports what it cannot say on its pipes.
-typedef struct ci_child_report {
-    volatile int32_t blocked_syscall;   // -1 or the number a kill rule stopped
-    volatile int32_t stage;             // isolation step reached (for diagnostics)
-    char error[1024];                   // why isolation failed, NUL-terminated
-} ci_child_report;
-ci_child_report *ci_child_report_create(void);
-void ci_child_report_destroy(ci_child_report *r);
-/// Installs the SIGSYS handler that turns a profile's kill rule (compiled as SECCOMP_RET_TRAP) into: record the
-/// call in `report`, then SIGKILL the whole process. Async-signal-safe.
-int ci_install_sigsys_reporter(ci_child_report *report);
+/// Installs the SIGSYS handler that turns a profile's kill rule (compiled as SECCOMP_RET_TRAP) into: write
+/// `S` + the call's number (i32) on `report_fd`, then exit_group; and SIGXCPU (the soft CPU limit, which pid 1
+/// would ignore) into `K` SIGXCPU, then exit_group. Async-signal-safe.
+int ci_install_sigsys_reporter(int report_fd);
+/// prctl(PR_SET_DUMPABLE, 0): no core dumps, and /proc/PID/mem and ptrace need CAP_SYS_PTRACE.
+int ci_set_not_dumpable(void);
+/// Empties the capability bounding set (needs CAP_SETPCAP: call before giving up root).
+int ci_drop_bounding_set(void);
+/// Clears the ambient, permitted, effective and inheritable capability sets.
+int ci_clear_capabilities(void);
+/// Effective capabilities of this process (-1 if unknown); tests and doctor.
+int ci_effective_capability_count(void);
+/// prlimit(pid, resource, {soft, hard}): limits set on another process, from the privileged side.
+int ci_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard);
+/// sendmsg with `count` (<= 8) descriptors attached as SCM_RIGHTS; MSG_NOSIGNAL; retries EINTR.
+ssize_t ci_send_with_fds(int socket, const void *bytes, size_t length, const int *fds, int count);
+/// recvmsg that also collects SCM_RIGHTS descriptors (close-on-exec) into `fds`; retries EINTR.
+ssize_t ci_recv_with_fds(int socket, void *buffer, size_t length, int *fds, int max_fds, int *count);
 
 /// Signals: block SIGCHLD in the zygote (read through signalfd), restore the default mask in children.
 int ci_signalfd_sigchld(void);

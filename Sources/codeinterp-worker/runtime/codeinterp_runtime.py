@@ -11,7 +11,7 @@ The zygote worker (Swift, embedding libpython3) loads this module once at start,
         In each child, before user code: reseed `random` and numpy's legacy global RandomState (the child
         would otherwise repeat the zygote's sequence), and make stdout/stderr line-buffered UTF-8 so that
         output streams live.
-    execute(code: str, result_fd: int, keep_open: bool = False) -> None
+    execute(code: str, result_fd: int, keep_open: bool = False, one_shot: bool = False) -> None
         Run `code` in the namespace of `__main__` and write ONE compact JSON object to result_fd, then
         close it unless keep_open (a session's interpreter writes every cell's outcome to the same
         descriptor; the worker frames them). The reader must drain the descriptor while the code runs: the
@@ -66,6 +66,7 @@ import linecache
 import os
 import re
 import sys
+import time
 import traceback
 import types
 
@@ -162,18 +163,53 @@ def after_fork():
                 pass  # a closed stream: the child has nowhere to print anyway
 
 
-def execute(code, result_fd, keep_open=False):
+def execute(code, result_fd, keep_open=False, one_shot=False):
     """Run `code` as a notebook cell in __main__ and write the outcome as JSON to result_fd, closed after
-    unless keep_open (a session's interpreter, which answers many cells on the same descriptor)."""
+    unless keep_open (a session's interpreter, which answers many cells on the same descriptor).
+
+    A process that user code forked (os.fork, multiprocessing) and that reaches the end of the cell ends
+    there, without an outcome: the execution is the main process's. one_shot: the interpreter ends after this
+    cell, and its pid namespace with it; processes it forked get a moment to finish first, as they would have
+    printed before a short script's interpreter exits."""
     global _cell
     outcome = {"result": None, "error": None, "displays": []}
+    main = os.getpid()
     try:
         _cell = _Cell()
         outcome["displays"] = _cell.displays
         _run_cell(code.replace("\r\n", "\n").replace("\r", "\n"), outcome)
     except BaseException as exc:  # a failure of this runtime itself, or an interrupt while it finishes up
         outcome["error"] = _internal_error(exc)
+    if os.getpid() != main:
+        _flush_streams()
+        os._exit(0)
+    if one_shot:
+        _wait_for_forked(0.1)
     _write_outcome(outcome, result_fd, keep_open)
+
+
+def _wait_for_forked(seconds):
+    """Reap the processes this one forked that end within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except OSError:
+            return
+        if pid == 0:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+
+
+def _flush_streams():
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass  # closed, None or replaced by the user's code: nothing to flush
 
 
 # --- Running a cell ------------------------------------------------------------------------------------
@@ -332,11 +368,7 @@ def _cap(text, limit=_MAX_TEXT):
 
 def _write_outcome(outcome, fd, keep_open=False):
     # The user's prints must reach their pipes before the server reads the outcome.
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except BaseException:
-            pass  # closed, None or replaced by the user's code: nothing to flush
+    _flush_streams()
     try:
         # ensure_ascii=False keeps it compact; lone surrogates cannot be UTF-8 and become "?".
         data = json.dumps(outcome, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
@@ -522,6 +554,59 @@ class _PatchOnImport:
         return None
 
 
+# --- Signals to itself, as pid 1 ------------------------------------------------------------------------
+
+# The interpreter is pid 1 of its execution's pid namespace, and the kernel ignores the signals pid 1 sends
+# itself unless it handles them. A snippet that kills itself expects to die, so these calls make it so:
+# the signal is sent as asked, and if it was fatal by default and unhandled, the interpreter reports it on
+# the sandbox's report descriptor and ends.
+_REPORT_FD = 5
+_NOT_FATAL = {"SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU"}
+
+
+def _die_if_fatal(sig):
+    import signal
+    try:
+        sig = int(sig)
+        name = signal.Signals(sig).name
+    except (ValueError, TypeError):
+        return
+    if sig == 0 or name in _NOT_FATAL:
+        return
+    if sig not in (signal.SIGKILL,) and signal.getsignal(sig) not in (signal.SIG_DFL, None):
+        return  # handled (or ignored) by the user's code: it ran, or was meant not to
+    _flush_streams()
+    try:
+        os.write(_REPORT_FD, b"K" + bytes([sig & 0xFF]))
+    except OSError:
+        pass
+    os._exit(128 + sig)
+
+
+def _patch_self_signals():
+    real_kill, real_killpg = os.kill, os.killpg
+    import signal
+    real_raise = signal.raise_signal
+
+    def kill(pid, sig):
+        real_kill(pid, sig)
+        if os.getpid() == 1 and pid in (0, 1):
+            _die_if_fatal(sig)
+
+    def killpg(pgid, sig):
+        real_killpg(pgid, sig)
+        if os.getpid() == 1 and pgid in (0, os.getpgrp()):
+            _die_if_fatal(sig)
+
+    def raise_signal(sig):
+        real_raise(sig)
+        if os.getpid() == 1:
+            _die_if_fatal(sig)
+
+    kill.__doc__, killpg.__doc__, raise_signal.__doc__ = real_kill.__doc__, real_killpg.__doc__, real_raise.__doc__
+    os.kill, os.killpg, signal.raise_signal = kill, killpg, raise_signal
+
+
 def _install():
     for name in _PATCHES:
         if name in sys.modules:
@@ -529,6 +614,7 @@ def _install():
     sys.meta_path.insert(0, _PatchOnImport())
     builtins.display = display
     builtins.input = _input
+    _patch_self_signals()
     for name in ("ace_tools", "caas_jupyter_tools"):
         module = types.ModuleType(name, "codeinterp's stand-in for ChatGPT's sandbox helpers.")
         module.display_dataframe_to_user = display_dataframe_to_user

@@ -1,0 +1,258 @@
+import CSandbox
+import Foundation
+import InterpreterCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A forked, isolated child seen from the engine: the zygote made it and handed over its descriptors, so the
+/// engine writes its code and reads its output directly. A one-shot child runs one cell and exits; a session's
+/// runs cells until it is killed.
+final class SandboxChild: Sendable {
+    let id: UInt32
+    /// Its pid in the zygote's namespace (for logs).
+    let pid: Int32
+    /// stdout, stderr, result, report (read ends), command (write end): ChildDescriptor order.
+    private let descriptors: [Int32]
+    /// Becomes readable when the child is gone: the cell reader polls it with the child's pipes.
+    private let exitPipe: [Int32]
+    private let worker: WorkerProcess
+    private struct State {
+        var exited = false
+        var exit: ChildExit?
+        var waiters: [CheckedContinuation<ChildExit?, Never>] = []
+        var observers: [@Sendable () -> Void] = []
+        var closed = false
+    }
+    private let state = Mutex(State())
+
+    init(id: UInt32, pid: Int32, descriptors: [Int32], worker: WorkerProcess) {
+        self.id = id
+        self.pid = pid
+        self.descriptors = descriptors
+        self.worker = worker
+        var p: [Int32] = [-1, -1]
+        if ci_pipe_cloexec(&p) == 0 {
+            for fd in p { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        } else {
+            p = [-1, -1]
+        }
+        exitPipe = p
+        for fd in descriptors where fd != descriptors[ChildDescriptor.command.rawValue] {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+    }
+
+    deinit { closeDescriptors() }
+
+    func fd(_ d: ChildDescriptor) -> Int32 { descriptors[d.rawValue] }
+
+    var hasExited: Bool { state.withLock { $0.exited } }
+    var workerIsAlive: Bool { worker.isAlive }
+
+    func kill() { worker.kill(child: id) }
+
+    func setLimits(_ limits: ChildLimits) async throws { try await worker.setLimits(limits, on: id) }
+
+    /// The zygote's account once the child and its whole pid namespace are gone; nil when the worker died.
+    func waitForExit() async -> ChildExit? {
+        await withCheckedContinuation { (c: CheckedContinuation<ChildExit?, Never>) in
+            let done: ChildExit?? = state.withLock { s in
+                if s.exited { return .some(s.exit) }
+                s.waiters.append(c)
+                return nil
+            }
+            if let done { c.resume(returning: done) }
+        }
+    }
+
+    /// Calls `body` once the child is gone (at once if it already is).
+    func onExit(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLock { s in
+            if s.exited { return true }
+            s.observers.append(body)
+            return false
+        }
+        if now { body() }
+    }
+
+    func didExit(_ exit: ChildExit?) {
+        let (waiters, observers) = state.withLock { s in
+            guard !s.exited else { return ([CheckedContinuation<ChildExit?, Never>](), [@Sendable () -> Void]()) }
+            s.exited = true
+            s.exit = exit
+            defer { s.waiters = []; s.observers = [] }
+            return (s.waiters, s.observers)
+        }
+        var byte: UInt8 = 1
+        _ = write(exitPipe[1], &byte, 1)
+        for o in observers { o() }
+        for w in waiters { w.resume(returning: exit) }
+    }
+
+    /// Closes the engine's ends (the child, if alive, then sees EOF on its command pipe and ends).
+    func closeDescriptors() {
+        let first = state.withLock { s in
+            defer { s.closed = true }
+            return !s.closed
+        }
+        if first { for fd in descriptors + exitPipe where fd >= 0 { close(fd) } }
+    }
+}
+
+/// What one cell produced, read straight from the child's pipes.
+struct CellRun: Sendable {
+    var stdout: [UInt8] = []
+    var stderr: [UInt8] = []
+    /// The runtime's outcome JSON and the interpreter's usage so far: both present when the cell ran to its end.
+    var outcome: [UInt8]?
+    var usage: CellUsage?
+    var timedOut = false
+    var outputLimited = false
+    var stdoutTruncated = false
+    var stderrTruncated = false
+    /// What the child wrote on its report descriptor (ChildReportRecord).
+    var report: [UInt8] = []
+    var wallMs = 0
+    var complete: Bool { outcome != nil && usage != nil }
+}
+
+struct CellUsage: Decodable, Sendable {
+    var cpu_ms: Int
+    var max_rss_kb: Int
+}
+
+extension SandboxChild {
+    /// Hands `code` to the child and gathers its output until the cell's outcome is in, or the child is gone.
+    /// Enforces the wall-clock limit and the output caps (by killing the child); cancellation kills it too.
+    func run(code: String, limits: Limits, output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async -> CellRun {
+        let message = CellMessage.encode(code)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<CellRun, Never>) in
+                let thread = Thread { [self] in
+                    c.resume(returning: self.gather(message: message, limits: limits, wake: exitPipe[0], output: output))
+                }
+                thread.name = "codeinterp-cell-\(id)"
+                thread.start()
+            }
+        } onCancel: {
+            kill()
+        }
+    }
+
+    /// The blocking part of `run`, on a thread of its own.
+    private func gather(message: [UInt8], limits: Limits, wake: Int32,
+                        output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) -> CellRun {
+        var run = CellRun()
+        let started = monotonicNow()
+        let deadline = started + limits.wallSeconds
+        if !writeBlocking(fd(.command), message) { kill() }
+
+        var open: [ChildDescriptor: Bool] = [.stdout: true, .stderr: true, .result: true, .report: true]
+        var records: [[UInt8]] = []
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var discarded = 0
+        let floodLimit = 8 * max(limits.stdoutBytes, limits.stderrBytes)
+
+        /// Reads what `d` has now; false at EOF.
+        func drain(_ d: ChildDescriptor) -> Bool {
+            while true {
+                let n = read(fd(d), &buffer, buffer.count)
+                if n < 0 { return errno == EAGAIN || errno == EINTR }
+                if n == 0 { return false }
+                let chunk = buffer[0..<n]
+                switch d {
+                case .stdout, .stderr:
+                    let isStdout = d == .stdout
+                    let kept = isStdout ? run.stdout.count : run.stderr.count
+                    let keep = max(0, min(n, (isStdout ? limits.stdoutBytes : limits.stderrBytes) - kept))
+                    if keep > 0 {
+                        let part = Array(chunk.prefix(keep))
+                        if isStdout { run.stdout += part } else { run.stderr += part }
+                        output?(isStdout ? .stdout : .stderr, part)
+                    }
+                    if keep < n {
+                        if isStdout { run.stdoutTruncated = true } else { run.stderrTruncated = true }
+                        discarded += n - keep
+                        // A flood long past the cap only burns the run's time: stop it.
+                        if discarded > floodLimit && !run.outputLimited {
+                            run.outputLimited = true
+                            kill()
+                        }
+                    }
+                case .result:
+                    var rest = chunk[...]
+                    while let nul = rest.firstIndex(of: 0) {
+                        records.append(pending + rest[rest.startIndex..<nul])
+                        pending = []
+                        rest = rest[(nul + 1)...]
+                    }
+                    if pending.count + rest.count <= 64 << 20 { pending += rest }
+                case .report:
+                    if run.report.count < 4096 { run.report += chunk.prefix(4096 - run.report.count) }
+                case .command:
+                    break
+                }
+            }
+        }
+
+        var exited = false
+        while true {
+            var polled = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+            let watched = ChildDescriptor.allCases.filter { open[$0] == true }
+            for d in watched { polled.append(pollfd(fd: fd(d), events: Int16(POLLIN), revents: 0)) }
+            var timeout: Int32 = -1
+            if !run.timedOut { timeout = Int32(max(0, min(60_000, (deadline - monotonicNow()) * 1000 + 1))) }
+            let n = poll(&polled, nfds_t(polled.count), timeout)
+            if n < 0 && errno != EINTR { break }
+            if !run.timedOut && monotonicNow() >= deadline {
+                run.timedOut = true
+                kill()
+            }
+            for (i, d) in watched.enumerated() where polled[i + 1].revents != 0 {
+                if !drain(d) { open[d] = false }
+            }
+            if records.count >= 2 {
+                // The runtime flushed the cell's prints before writing its outcome: they are in the pipes now.
+                for d in [ChildDescriptor.stdout, .stderr, .report] where open[d] == true { _ = drain(d) }
+                run.outcome = records[0]
+                run.usage = try? JSONDecoder().decode(CellUsage.self, from: Data(records[1]))
+                if run.usage == nil { run.usage = CellUsage(cpu_ms: 0, max_rss_kb: 0) }
+                break
+            }
+            if polled[0].revents != 0 { exited = true }
+            if exited {
+                // Every process of the child's namespace is gone: what is in the pipes is all there will be.
+                for d in ChildDescriptor.allCases where open[d] == true && d != .command { _ = drain(d) }
+                if records.count == 1 { run.outcome = records[0] }
+                break
+            }
+        }
+        run.wallMs = Int((monotonicNow() - started) * 1000)
+        return run
+    }
+}
+
+/// Writes all of `bytes` to a blocking descriptor; false if the reader is gone.
+func writeBlocking(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    bytes.withUnsafeBytes { buf in
+        var off = 0
+        while off < buf.count {
+            let n = write(fd, buf.baseAddress! + off, buf.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            off += n
+        }
+        return true
+    }
+}
+
+func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

@@ -1,0 +1,165 @@
+import Foundation
+import InterpreterCore
+import Logging
+import Synchronization
+
+/// A stateless child forked and isolated ahead of demand, waiting on its command pipe.
+struct WarmChild: Sendable {
+    let child: SandboxChild
+    let slot: Int
+    let workdir: String
+}
+
+/// What a pool's children are made for: one compiled profile (its filter, limits, network). A profile whose file
+/// changes gets a new key; children of the old one are not handed out again.
+struct PoolKey: Hashable, Sendable {
+    var profileName: String
+    var filterKey: String
+    var network: Bool
+    var limits: String
+
+    init(profileName: String, filterKey: String, network: Bool, limits: Limits) {
+        self.profileName = profileName
+        self.filterKey = filterKey
+        self.network = network
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        self.limits = (try? encoder.encode(limits)).map { String(decoding: $0, as: UTF8.self) } ?? "\(limits)"
+    }
+}
+
+/// Pools of warm stateless children, one per profile in use, each refilled in the background up to `target`.
+/// A child is handed out once: it runs one execution and exits. When a pool is empty (a burst, or it cannot
+/// refill) the caller forks on demand, which the counters and the log say.
+final class WarmPool: Sendable {
+    struct Stats: Sendable, Equatable {
+        /// Executions that found a warm child.
+        var hits = 0
+        /// Executions that had to fork on demand (the pool was empty).
+        var misses = 0
+        /// Children forked for the pool.
+        var spawned = 0
+        /// Refills that failed (no free slot, the worker refused or died).
+        var refillFailures = 0
+        /// Warm children waiting now.
+        var idle = 0
+    }
+
+    private struct State {
+        var idle: [PoolKey: [WarmChild]] = [:]
+        var refilling: [PoolKey: Int] = [:]
+        var stats = Stats()
+        var stopped = false
+    }
+    private let state = Mutex(State())
+    let target: Int
+    private let logger: Logger
+    /// Forks one child for `key` (a slot, a fresh workdir, the spawn); nil when no slot is free right now.
+    private let make: @Sendable (PoolKey, _ waitForSlot: Bool) async throws -> WarmChild?
+
+    init(target: Int, logger: Logger, make: @escaping @Sendable (PoolKey, Bool) async throws -> WarmChild?) {
+        self.target = target
+        self.logger = logger
+        self.make = make
+    }
+
+    var stats: Stats { state.withLock { s in var st = s.stats; st.idle = s.idle.values.reduce(0) { $0 + $1.count }; return st } }
+
+    /// A warm child for `key`, or one forked now when none is waiting. Either way, the pool refills behind it.
+    func take(_ key: PoolKey) async throws -> (WarmChild, warm: Bool) {
+        let (found, stale) = state.withLock { s -> (WarmChild?, [WarmChild]) in
+            // Children of an older version of this profile will never be asked for again.
+            var stale: [WarmChild] = []
+            for k in s.idle.keys where k.profileName == key.profileName && k != key {
+                stale += s.idle.removeValue(forKey: k) ?? []
+            }
+            var list = s.idle[key] ?? []
+            while let w = list.popLast() {
+                if !w.child.hasExited && w.child.workerIsAlive {
+                    s.idle[key] = list
+                    s.stats.hits += 1
+                    return (w, stale)
+                }
+            }
+            s.idle[key] = list
+            s.stats.misses += 1
+            return (nil, stale)
+        }
+        for w in stale { discard(w) }
+        refill(key)
+        if let found { return (found, true) }
+        guard let child = try await make(key, true) else {
+            throw EngineError(.busy, "no sandbox slot is free")
+        }
+        return (child, false)
+    }
+
+    /// Tops the pool of `key` up to its target, in the background.
+    func refill(_ key: PoolKey) {
+        let wanted = state.withLock { s -> Int in
+            guard !s.stopped else { return 0 }
+            let have = (s.idle[key]?.count ?? 0) + (s.refilling[key] ?? 0)
+            let n = max(0, target - have)
+            s.refilling[key, default: 0] += n
+            return n
+        }
+        guard wanted > 0 else { return }
+        Task.detached(priority: .utility) { [self] in
+            for _ in 0..<wanted {
+                var made: WarmChild?
+                do { made = try await make(key, false) } catch {
+                    logger.warning("warm pool: cannot fork a child ahead of demand; executions fork on demand meanwhile",
+                                   metadata: ["profile": "\(key.profileName)", "error": "\(error)"])
+                }
+                let keep = state.withLock { s -> Bool in
+                    s.refilling[key, default: 1] -= 1
+                    guard let made else { s.stats.refillFailures += 1; return false }
+                    guard !s.stopped else { return false }
+                    s.stats.spawned += 1
+                    s.idle[key, default: []].append(made)
+                    return true
+                }
+                if let made {
+                    if keep {
+                        // Killed while idle (or its worker died): forget it, and make another.
+                        made.child.onExit { [self] in
+                            let removed = state.withLock { s -> Bool in
+                                guard let i = s.idle[key]?.firstIndex(where: { $0.child === made.child }) else { return false }
+                                s.idle[key]!.remove(at: i)
+                                return true
+                            }
+                            if removed {
+                                removeTree(made.workdir)
+                                refill(key)
+                            }
+                        }
+                    } else {
+                        discard(made)
+                    }
+                }
+                if made == nil { break }
+            }
+        }
+    }
+
+    /// Kills every waiting child (engine shutdown).
+    func drain() {
+        let all = state.withLock { s -> [WarmChild] in
+            s.stopped = true
+            defer { s.idle = [:] }
+            return s.idle.values.flatMap { $0 }
+        }
+        for w in all { discard(w) }
+    }
+
+    /// A child that will never run: killed, its /mnt/data removed.
+    private func discard(_ w: WarmChild) {
+        w.child.kill()
+        removeTree(w.workdir)
+    }
+
+    func reopen() { state.withLock { $0.stopped = false } }
+
+    /// Work directories of waiting children (a sweep must leave them alone).
+    var workdirs: Set<String> { state.withLock { Set($0.idle.values.flatMap { $0.map(\.workdir) }) } }
+}
