@@ -132,18 +132,6 @@ int ci_clear_capabilities(void) {
     return (int)syscall(SYS_capset, &header, data);
 }
 
-int ci_effective_capability_count(void) {
-    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-    struct __user_cap_data_struct data[2];
-    if (syscall(SYS_capget, &header, data) != 0) return -1;
-    return __builtin_popcount(data[0].effective) + __builtin_popcount(data[1].effective);
-}
-
-int ci_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard) {
-    struct rlimit rl = { .rlim_cur = soft, .rlim_max = hard };
-    return prlimit(pid, resource, &rl, NULL);
-}
-
 ssize_t ci_send_with_fds(int socket, const void *bytes, size_t length, const int *fds, int count) {
     struct iovec iov = { .iov_base = (void *)bytes, .iov_len = length };
     union { char buf[CMSG_SPACE(sizeof(int) * 8)]; struct cmsghdr align; } control;

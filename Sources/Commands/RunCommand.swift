@@ -56,6 +56,8 @@ struct RunCommand: AsyncParsableCommand {
 
         var config = EngineConfiguration.defaults(dataDirectory: engineOptions.dataDirectory)
         if let slots = engineOptions.slots { config.slots = slots }
+        // One execution: nothing to fork ahead for.
+        config.warmChildren = 0
         let engine = try ExecutionEngine(configuration: config, logger: quietLogger())
         defer { engine.shutdown() }
         let request = ExecutionRequest(code: code, profile: profile, timeoutSeconds: timeout,

@@ -35,15 +35,28 @@ public enum ChildDescriptor: Int, CaseIterable, Sendable {
     }
 }
 
-/// Cells travel to a child's command pipe as `u32 length (little endian) | UTF-8 code`.
+/// Cells travel to a child's command pipe as `u32 code length | u64 memory allowance | UTF-8 code` (little
+/// endian). A memory allowance above 0 lowers the interpreter's address-space limit (code + that many bytes)
+/// before the code runs: a limit may only be lowered from inside, which is all a request may ask for.
 public enum CellMessage {
-    public static func encode(_ code: String) -> [UInt8] {
+    public static let headerSize = 12
+
+    public static func encode(_ code: String, memoryBytes: Int64 = 0) -> [UInt8] {
         let bytes = Array(code.utf8)
         var out = [UInt8]()
-        out.reserveCapacity(4 + bytes.count)
+        out.reserveCapacity(headerSize + bytes.count)
         withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt64(max(0, memoryBytes)).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: bytes)
         return out
+    }
+
+    /// (code length, memory allowance) from a header of `headerSize` bytes.
+    public static func decodeHeader(_ h: [UInt8]) -> (length: Int, memoryBytes: UInt64) {
+        var length: UInt32 = 0, memory: UInt64 = 0
+        for i in (0..<4).reversed() { length = length << 8 | UInt32(h[i]) }
+        for i in (4..<12).reversed() { memory = memory << 8 | UInt64(h[i]) }
+        return (Int(length), memory)
     }
 }
 
@@ -218,11 +231,13 @@ public struct SpawnedChild: Codable, Sendable {
     }
 }
 
-/// Limits set on a live child from outside (the child cannot raise its own), before a cell is handed over.
+/// Limits set on a live child from outside, before a cell is handed over: nothing here needs a capability on
+/// the host (containers rarely grant CAP_SYS_RESOURCE), and nothing relies on the child to keep them.
 public struct ChildLimits: Codable, Sendable, Equatable {
-    /// RLIMIT_CPU soft limit in seconds of the process's whole life (hard = soft + 1).
+    /// CPU seconds the child may use from now on (a session's next cell): the zygote watches its CPU time and
+    /// kills it past that.
     public var cpuSeconds: Int?
-    /// Memory allowance for the code (RLIMIT_AS on top of the zygote's size, and the slot's cgroup).
+    /// Memory for the code: the slot's cgroup limit (the cell message lowers the address-space limit too).
     public var memoryBytes: Int64?
     public init(cpuSeconds: Int? = nil, memoryBytes: Int64? = nil) {
         self.cpuSeconds = cpuSeconds
@@ -242,6 +257,8 @@ public struct ChildExit: Codable, Sendable, Equatable {
     public var maxRssKb: Int
     /// The slot's cgroup counted an OOM kill during the child's life.
     public var oomKilled: Bool
+    /// The zygote killed it for using up its CPU allowance.
+    public var cpuLimited = false
     public init(exitCode: Int32? = nil, signal: Int32? = nil, cpuMs: Int = 0, maxRssKb: Int = 0, oomKilled: Bool = false) {
         self.exitCode = exitCode
         self.signal = signal
@@ -251,7 +268,7 @@ public struct ChildExit: Codable, Sendable, Equatable {
     }
     enum CodingKeys: String, CodingKey {
         case signal
-        case exitCode = "exit_code", cpuMs = "cpu_ms", maxRssKb = "max_rss_kb", oomKilled = "oom_killed"
+        case exitCode = "exit_code", cpuMs = "cpu_ms", maxRssKb = "max_rss_kb", oomKilled = "oom_killed", cpuLimited = "cpu_limited"
     }
 }
 
@@ -293,6 +310,8 @@ public struct IsolationReport: Codable, Sendable, Equatable {
     public var utsNamespace: Bool
     public var cgroups: String?
     public var uidPerSlot: Bool
+    /// The zygote reads its children's CPU time (a session's per-cell CPU allowance is enforced from outside).
+    public var zygoteProc = false
     public var notes: [String]
 
     public init(root: Bool = false, userNamespace: Bool = false, pidNamespace: Bool = false,
@@ -313,7 +332,7 @@ public struct IsolationReport: Codable, Sendable, Equatable {
         case root, cgroups, notes
         case userNamespace = "user_namespace", pidNamespace = "pid_namespace"
         case networkNamespace = "network_namespace", ipcNamespace = "ipc_namespace", utsNamespace = "uts_namespace"
-        case uidPerSlot = "uid_per_slot"
+        case uidPerSlot = "uid_per_slot", zygoteProc = "zygote_proc"
     }
 }
 

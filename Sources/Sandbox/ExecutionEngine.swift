@@ -122,6 +122,8 @@ public final class ExecutionEngine: Sendable {
         var profiles: [String: (SandboxProfile, CompiledFilter, FileStamp?)] = [:]
         /// Each session's live interpreter.
         var interpreters: [String: SessionInterpreter] = [:]
+        /// /mnt/data directories of stateless children, from fork to removal (a sweep leaves them alone).
+        var workdirs: Set<String> = []
     }
     let state = Mutex(State())
     private let startLock = AsyncLock()
@@ -144,9 +146,9 @@ public final class ExecutionEngine: Sendable {
         sessionSlots = SessionSlots(slots: configuration.statelessSlots..<(configuration.statelessSlots + configuration.sessionSlots),
                                     maxWaiting: configuration.maxQueued)
         let box = EngineBox()
-        pool = WarmPool(target: configuration.poolTarget, logger: logger) { key, wait in
+        pool = WarmPool(target: configuration.poolTarget, logger: logger, make: { key, wait in
             try await box.engine?.spawnStateless(key, waitForSlot: wait)
-        }
+        }, retire: { box.engine?.retireWorkdir($0) })
         box.engine = self
     }
 
@@ -225,7 +227,7 @@ public final class ExecutionEngine: Sendable {
         let key = PoolKey(profileName: request.profile, filterKey: filter.key, network: request.network && profile.network,
                           limits: profile.limits)
         let (warm, fromPool) = try await pool.take(key)
-        defer { removeTree(warm.workdir) }
+        defer { retireWorkdir(warm.workdir) }
         var known: [String: FileStamp] = [:]
         do {
             if limits.memoryBytes < profile.limits.memoryBytes {
@@ -244,7 +246,8 @@ public final class ExecutionEngine: Sendable {
         stages.warm = fromPool
 
         started = monotonicNow()
-        let run = await warm.child.run(code: request.code, limits: limits, output: output)
+        let lowerMemory = limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil
+        let run = await warm.child.run(code: request.code, limits: limits, memoryBytes: lowerMemory, output: output)
         // Files are collected once nothing of the execution can still touch them.
         let exit = await warm.child.waitForExit()
         warm.child.closeDescriptors()
@@ -261,6 +264,15 @@ public final class ExecutionEngine: Sendable {
         return result
     }
 
+    /// Removes a stateless child's /mnt/data.
+    func retireWorkdir(_ path: String) {
+        removeTree(path)
+        state.withLock { _ = $0.workdirs.remove(path) }
+    }
+
+    /// /mnt/data directories of stateless children that exist now (waiting, running, being made).
+    var liveWorkdirs: Set<String> { state.withLock { $0.workdirs } }
+
     /// Forks one stateless child for the pool (or on demand): a slot, a fresh /mnt/data, the spawn. The slot and
     /// the directory come back once the child and its namespace are gone.
     func spawnStateless(_ key: PoolKey, waitForSlot: Bool) async throws -> WarmChild? {
@@ -270,7 +282,9 @@ public final class ExecutionEngine: Sendable {
             slot = free
         }
         let workdir = "\(configuration.dataDirectory)/work/\(UUID().uuidString.lowercased())"
+        state.withLock { _ = $0.workdirs.insert(workdir) }
         guard mkdir(workdir, 0o700) == 0 else {
+            state.withLock { _ = $0.workdirs.remove(workdir) }
             childSlots.release(slot)
             throw EngineError(.workerFailed, "cannot create \(workdir): \(String(cString: strerror(errno)))")
         }
@@ -284,7 +298,7 @@ public final class ExecutionEngine: Sendable {
             child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
                 workdir: workdir, slot: slot, filterKey: filter.key, network: key.network, limits: limits))
         } catch {
-            removeTree(workdir)
+            retireWorkdir(workdir)
             childSlots.release(slot)
             throw error
         }
@@ -325,21 +339,17 @@ public final class ExecutionEngine: Sendable {
         }
         let fresh = interpreter == nil
         do {
-            if let interpreter {
-                // RLIMIT_CPU counts the interpreter's whole life: this cell's allowance comes on top of what it used.
-                let used = (interpreter.cpuMs + 999) / 1000
-                try await interpreter.child.setLimits(ChildLimits(
-                    cpuSeconds: used + limits.cpuSeconds,
-                    memoryBytes: limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil))
-            } else {
+            if interpreter == nil {
                 // A new interpreter may run as another uid than the one that wrote the session's files.
                 if let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
                 let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
                     workdir: workdir, slot: grant.slot, filterKey: filter.key, network: request.network && profile.network,
-                    limits: limits, session: true))
+                    limits: profile.limits, session: true))
                 interpreter = SessionInterpreter(child: child, slot: grant.slot)
                 state.withLock { $0.interpreters[session.id] = interpreter }
             }
+            // Every cell gets the whole CPU allowance, whatever the interpreter used before; the zygote enforces it.
+            try await interpreter!.child.setLimits(ChildLimits(cpuSeconds: limits.cpuSeconds, memoryBytes: limits.memoryBytes))
         } catch {
             if let child = interpreter?.child {
                 child.kill()
@@ -353,7 +363,8 @@ public final class ExecutionEngine: Sendable {
         stages.warm = !fresh
 
         started = monotonicNow()
-        let run = await child.run(code: request.code, limits: limits, output: output)
+        let run = await child.run(code: request.code, limits: limits,
+                                  memoryBytes: limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil, output: output)
         var exit: ChildExit?
         if run.complete {
             alive = true
@@ -454,7 +465,8 @@ public final class ExecutionEngine: Sendable {
             report.cpuMs = max(0, exit.cpuMs - (session ? cpuMsBefore : 0))
             report.maxRssKb = exit.maxRssKb
             report.memoryLimited = exit.oomKilled
-            report.cpuLimited = report.signal == SIGXCPU || (report.signal == SIGKILL && report.cpuMs >= limits.cpuSeconds * 1000)
+            report.cpuLimited = exit.cpuLimited || report.signal == SIGXCPU
+                || (report.signal == SIGKILL && report.cpuMs >= limits.cpuSeconds * 1000)
             if session && report.exitCode == 0 {
                 // The interpreter exited by itself in the middle of a cell (os._exit(0)): not a clean finish.
                 report.exitCode = nil

@@ -126,8 +126,10 @@ struct CellUsage: Decodable, Sendable {
 extension SandboxChild {
     /// Hands `code` to the child and gathers its output until the cell's outcome is in, or the child is gone.
     /// Enforces the wall-clock limit and the output caps (by killing the child); cancellation kills it too.
-    func run(code: String, limits: Limits, output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async -> CellRun {
-        let message = CellMessage.encode(code)
+    /// `memoryBytes`: a lower address-space allowance for this cell than the child was made with.
+    func run(code: String, limits: Limits, memoryBytes: Int64? = nil,
+             output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async -> CellRun {
+        let message = CellMessage.encode(code, memoryBytes: memoryBytes ?? 0)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<CellRun, Never>) in
                 let thread = Thread { [self] in

@@ -205,7 +205,7 @@ extension ExecutionEngine {
         }
         report.expiredFiles = try store.sweepExpired(now: now)
         let work = configuration.dataDirectory + "/work"
-        let warm = pool.workdirs
+        let warm = liveWorkdirs
         for name in (try? FileManager.default.contentsOfDirectory(atPath: work)) ?? [] {
             let path = work + "/" + name
             if warm.contains(path) { continue }

@@ -56,11 +56,15 @@ final class WarmPool: Sendable {
     private let logger: Logger
     /// Forks one child for `key` (a slot, a fresh workdir, the spawn); nil when no slot is free right now.
     private let make: @Sendable (PoolKey, _ waitForSlot: Bool) async throws -> WarmChild?
+    /// Removes the /mnt/data of a child that will never run.
+    private let retire: @Sendable (String) -> Void
 
-    init(target: Int, logger: Logger, make: @escaping @Sendable (PoolKey, Bool) async throws -> WarmChild?) {
+    init(target: Int, logger: Logger, make: @escaping @Sendable (PoolKey, Bool) async throws -> WarmChild?,
+         retire: @escaping @Sendable (String) -> Void) {
         self.target = target
         self.logger = logger
         self.make = make
+        self.retire = retire
     }
 
     var stats: Stats { state.withLock { s in var st = s.stats; st.idle = s.idle.values.reduce(0) { $0 + $1.count }; return st } }
@@ -108,6 +112,7 @@ final class WarmPool: Sendable {
             for _ in 0..<wanted {
                 var made: WarmChild?
                 do { made = try await make(key, false) } catch {
+                    if state.withLock({ $0.stopped }) { break }
                     logger.warning("warm pool: cannot fork a child ahead of demand; executions fork on demand meanwhile",
                                    metadata: ["profile": "\(key.profileName)", "error": "\(error)"])
                 }
@@ -129,7 +134,7 @@ final class WarmPool: Sendable {
                                 return true
                             }
                             if removed {
-                                removeTree(made.workdir)
+                                retire(made.workdir)
                                 refill(key)
                             }
                         }
@@ -155,11 +160,9 @@ final class WarmPool: Sendable {
     /// A child that will never run: killed, its /mnt/data removed.
     private func discard(_ w: WarmChild) {
         w.child.kill()
-        removeTree(w.workdir)
+        retire(w.workdir)
     }
 
     func reopen() { state.withLock { $0.stopped = false } }
 
-    /// Work directories of waiting children (a sweep must leave them alone).
-    var workdirs: Set<String> { state.withLock { Set($0.idle.values.flatMap { $0.map(\.workdir) }) } }
 }

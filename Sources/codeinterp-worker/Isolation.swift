@@ -19,9 +19,8 @@ struct IsolationPlan {
     var namespaces: Bool
     /// The child is pid 1 of a pid namespace of its own (else it shares the zygote's, with process groups only).
     var ownPidNamespace: Bool
-    /// The hard CPU limit the zygote can raise later: unlimited where it lacks CAP_SYS_RESOURCE on the host (a
-    /// user namespace), for a session whose allowance grows cell by cell. The soft limit still applies.
-    var cpuHardLimit: UInt64
+    /// A session's interpreter: its CPU is watched cell by cell by the zygote, not capped for its whole life.
+    var session: Bool
 }
 
 /// The isolation sequence of a child, in order. Runs in the forked child of the single-threaded zygote, as root
@@ -33,7 +32,7 @@ struct IsolationPlan {
 ///  3. own mount namespace; a new root on tmpfs: read-only /usr and /etc (secrets masked), minimal /dev,
 ///     a /proc of this pid namespace only, tmpfs /tmp and /dev/shm, /mnt/data bound from the host workdir
 ///  4. pivot into it, make / read-only, cwd /mnt/data
-///  5. rlimits (a session's CPU allowance is raised from outside, cell by cell)
+///  5. rlimits (a session's CPU is watched from outside, cell by cell)
 ///  6. drop the capability bounding set, the slot uid with no groups (root), every capability (user namespace),
 ///     not dumpable (no /proc/PID/mem, no ptrace, no core)
 ///  7. clean environment; 8. close inherited descriptors;
@@ -56,7 +55,11 @@ func isolate(_ plan: IsolationPlan, reportFd: Int32) throws(SystemCallError) {
 
     let l = plan.limits
     try check("RLIMIT_AS") { ci_setrlimit(CI_RLIMIT_AS, plan.baseAddressSpace + UInt64(l.memoryBytes), plan.baseAddressSpace + UInt64(l.memoryBytes)) }
-    try check("RLIMIT_CPU") { ci_setrlimit(CI_RLIMIT_CPU, UInt64(l.cpuSeconds), plan.cpuHardLimit) }
+    // RLIMIT_CPU counts a process's whole life and only CAP_SYS_RESOURCE could raise it again, so a session
+    // gets none: the zygote kills it when a cell uses up its allowance.
+    if !plan.session {
+        try check("RLIMIT_CPU") { ci_setrlimit(CI_RLIMIT_CPU, UInt64(l.cpuSeconds), UInt64(l.cpuSeconds + 1)) }
+    }
     try check("RLIMIT_FSIZE") { ci_setrlimit(CI_RLIMIT_FSIZE, UInt64(l.fileSizeBytes), UInt64(l.fileSizeBytes)) }
     try check("RLIMIT_NOFILE") { ci_setrlimit(CI_RLIMIT_NOFILE, UInt64(l.openFiles), UInt64(l.openFiles)) }
     try check("RLIMIT_CORE") { ci_setrlimit(CI_RLIMIT_CORE, 0, 0) }

@@ -13,6 +13,9 @@ private struct Child {
     let oomKillsBefore: Int
     /// Sent SIGKILL: its slot may be handed to the next child while the kernel finishes this one.
     var killed = false
+    /// A session's cell: the CPU time (ms) past which the zygote kills the child.
+    var cpuDeadlineMs: Int?
+    var cpuLimited = false
 }
 
 /// The zygote: a single-threaded poll loop that forks isolated children ahead of their code, hands their
@@ -70,8 +73,11 @@ final class Zygote {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             var fds = [pollfd(fd: control, events: Int16(POLLIN), revents: 0), pollfd(fd: sigchld, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, nfds_t(fds.count), -1)
+            // While a session's cell runs, its CPU time is checked ten times a second.
+            let watching = children.values.contains { $0.cpuDeadlineMs != nil && !$0.killed }
+            let n = poll(&fds, nfds_t(fds.count), watching ? 100 : -1)
             if n < 0 && errno != EINTR { shutdown(code: 1) }
+            if watching { enforceCPUAllowances() }
             if fds[0].revents != 0 {
                 let r = read(control, &buffer, buffer.count)
                 if r <= 0 && !(r < 0 && errno == EINTR) { shutdown(code: 0) }
@@ -155,8 +161,7 @@ final class Zygote {
             limits: request.limits, network: request.network, hostNetworkFd: namespaces.hostNetworkFd,
             cgroupProcs: cgroups?.procsFiles(slot: request.slot) ?? [], filter: filter,
             baseAddressSpace: baseAddressSpace, namespaces: namespaces.report.root || namespaces.report.userNamespace,
-            ownPidNamespace: ownPidNamespace >= 0,
-            cpuHardLimit: request.session && !namespaces.report.root ? UInt64.max : UInt64(request.limits.cpuSeconds + 1))
+            ownPidNamespace: ownPidNamespace >= 0, session: request.session)
         let oomBefore = cgroups?.oomKills(slot: request.slot) ?? 0
 
         // A pid namespace per child: the interpreter is its pid 1, and when it ends the kernel ends every process
@@ -215,11 +220,19 @@ final class Zygote {
     private func cellLoop(oneShot: Bool) -> Never {
         let command = ChildDescriptor.command.childFd, result = ChildDescriptor.result.childFd
         while true {
-            var header = [UInt8](repeating: 0, count: 4)
+            var header = [UInt8](repeating: 0, count: CellMessage.headerSize)
             guard readExactly(command, &header) else { _exit(0) }
-            let length = Int(UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24)
+            let (length, memory) = CellMessage.decodeHeader(header)
             var code = [UInt8](repeating: 0, count: length)
             guard readExactly(command, &code) else { _exit(0) }
+            if memory > 0 {
+                // Lower only. A session keeps its hard limit, so a later cell may have the profile's again.
+                var current = rlimit()
+                getrlimit(__rlimit_resource_t(UInt32(CI_RLIMIT_AS)), &current)
+                let hard = UInt64(current.rlim_max)
+                let soft = min(hard, baseAddressSpace + memory)
+                _ = ci_setrlimit(CI_RLIMIT_AS, soft, oneShot ? soft : hard)
+            }
             python.runCell(String(decoding: code, as: UTF8.self), resultFd: result, keepOpen: true, oneShot: oneShot)
             var me = rusage(), children = rusage()
             getrusage(RUSAGE_SELF.rawValue, &me)
@@ -232,23 +245,41 @@ final class Zygote {
         }
     }
 
-    /// Limits from outside: a session's CPU allowance for its next cell, a request's lower memory.
+    /// Limits from outside: a session's CPU allowance for its next cell, a request's lower memory. Neither needs
+    /// CAP_SYS_RESOURCE (a container's root rarely has it): CPU is watched here, memory is the slot's cgroup.
     private func apply(_ limits: ChildLimits, to id: UInt32) throws {
         guard let child = children.values.first(where: { $0.id == id }) else { throw WorkerError("no child \(id)") }
         if let cpu = limits.cpuSeconds {
-            // Raising a hard limit takes CAP_SYS_RESOURCE on the host: as root, or else only the soft one moves.
-            let hard = namespaces.report.root ? UInt64(cpu + 1) : UInt64.max
-            try check("prlimit RLIMIT_CPU") { ci_prlimit(child.pid, CI_RLIMIT_CPU, UInt64(cpu), hard) }
-        }
-        if let memory = limits.memoryBytes {
-            let bytes = baseAddressSpace + UInt64(memory)
-            try check("prlimit RLIMIT_AS") { ci_prlimit(child.pid, CI_RLIMIT_AS, bytes, bytes) }
-            if let cgroups {
-                let settings = [memory + (64 << 20), slotSettings[child.slot]?.last ?? 0]
-                cgroups.configure(slot: child.slot, memoryBytes: settings[0], processes: Int(settings[1]))
-                slotSettings[child.slot] = settings
+            guard let used = cpuMilliseconds(of: child.pid) else {
+                throw WorkerError("cannot read the CPU time of child \(child.pid)")
             }
+            children[child.pid]?.cpuDeadlineMs = used + cpu * 1000
         }
+        if let memory = limits.memoryBytes, let cgroups {
+            let settings = [memory + (64 << 20), slotSettings[child.slot]?.last ?? 0]
+            cgroups.configure(slot: child.slot, memoryBytes: settings[0], processes: Int(settings[1]))
+            slotSettings[child.slot] = settings
+        }
+    }
+
+    private func enforceCPUAllowances() {
+        for child in children.values {
+            guard let deadline = child.cpuDeadlineMs, !child.killed, let used = cpuMilliseconds(of: child.pid), used > deadline else { continue }
+            children[child.pid]?.cpuLimited = true
+            children[child.pid]?.killed = true
+            kill(child)
+        }
+    }
+
+    /// CPU time of a child and the descendants it reaped, from our own /proc (see ZygoteNamespaces).
+    private func cpuMilliseconds(of pid: pid_t) -> Int? {
+        guard namespaces.report.zygoteProc, let stat = readSmallFile("/proc/\(pid)/stat"),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after "(comm)": state is field 3; utime, stime, cutime, cstime are fields 14-17.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 14 else { return nil }
+        let ticks = fields[11...14].compactMap { Int($0) }.reduce(0, +)
+        return ticks * 1000 / max(1, sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// Kills the child; the kernel then kills every process of its pid namespace.
@@ -279,7 +310,9 @@ final class Zygote {
                 cpuMs: milliseconds(usage.ru_utime) + milliseconds(usage.ru_stime),
                 maxRssKb: Int(usage.ru_maxrss),
                 oomKilled: (cgroups?.oomKills(slot: child.slot) ?? 0) > child.oomKillsBefore)
-            sendJSON(.exited, job: child.id, exit)
+            var report = exit
+            report.cpuLimited = child.cpuLimited
+            sendJSON(.exited, job: child.id, report)
         }
     }
 

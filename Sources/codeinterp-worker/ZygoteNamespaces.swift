@@ -39,7 +39,6 @@ enum ZygoteNamespaces {
                 writeFile("/proc/self/gid_map", "\(gid) \(gid) 1")
                 report.notes.append("not root: every execution runs as this one host uid (no uid per slot; RLIMIT_NPROC counts all of them together); "
                     + "executions are still apart (a pid namespace each, no capabilities, not dumpable)")
-                report.notes.append("not root: a session's CPU allowance is a soft limit its own code could raise (the wall-clock limit still holds)")
             }
         } else {
             let e = errno
@@ -61,6 +60,13 @@ enum ZygoteNamespaces {
         // If the waiter dies (the engine died and took it along), so does the whole namespace.
         ci_set_parent_death_signal(SIGKILL)
         mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil)
+        // A /proc of our own pid namespace, where our children's pids are the ones fork returned (their CPU time
+        // is read there). Children mount their own.
+        if mount("proc", "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) == 0 {
+            report.zygoteProc = true
+        } else {
+            report.notes.append("cannot mount a /proc for the zygote's pid namespace: a session's CPU limit holds per session, not per cell")
+        }
         _ = "sandbox".withCString { sethostname($0, 7) }
         return Entered(report: report, hostNetworkFd: hostNet >= 0 ? hostNet : nil)
     }

@@ -40,10 +40,6 @@ int ci_set_not_dumpable(void);
 int ci_drop_bounding_set(void);
 /// Clears the ambient, permitted, effective and inheritable capability sets.
 int ci_clear_capabilities(void);
-/// Effective capabilities of this process (-1 if unknown); tests and doctor.
-int ci_effective_capability_count(void);
-/// prlimit(pid, resource, {soft, hard}): limits set on another process, from the privileged side.
-int ci_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard);
 /// sendmsg with `count` (<= 8) descriptors attached as SCM_RIGHTS; MSG_NOSIGNAL; retries EINTR.
 ssize_t ci_send_with_fds(int socket, const void *bytes, size_t length, const int *fds, int count);
 /// recvmsg that also collects SCM_RIGHTS descriptors (close-on-exec) into `fds`; retries EINTR.
