@@ -240,6 +240,8 @@ public final class ExecutionEngine: Sendable {
             }
         } catch {
             warm.child.kill()
+            _ = await warm.child.waitForExit()
+            if let message = warm.child.setupFailure() { throw EngineError(.sandboxSetup, message) }
             throw error
         }
         stages.startMs = elapsedMs(since: started)
@@ -351,11 +353,13 @@ public final class ExecutionEngine: Sendable {
             // Every cell gets the whole CPU allowance, whatever the interpreter used before; the zygote enforces it.
             try await interpreter!.child.setLimits(ChildLimits(cpuSeconds: limits.cpuSeconds, memoryBytes: limits.memoryBytes))
         } catch {
+            state.withLock { _ = $0.interpreters.removeValue(forKey: session.id) }
             if let child = interpreter?.child {
                 child.kill()
                 _ = await child.waitForExit()
+                // A child that could not confine itself is gone before its limits could be set: say why.
+                if let message = child.setupFailure() { throw EngineError(.sandboxSetup, message) }
             }
-            state.withLock { _ = $0.interpreters.removeValue(forKey: session.id) }
             throw error
         }
         let child = interpreter!.child

@@ -91,6 +91,20 @@ final class SandboxChild: Sendable {
         for w in waiters { w.resume(returning: exit) }
     }
 
+    /// Why the child's isolation failed, if it did: what it wrote on its report descriptor before exiting.
+    /// Call once the child is gone.
+    func setupFailure() -> String? {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 8192 {
+            let n = read(fd(.report), &buffer, buffer.count)
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        for case .setupFailed(let message) in ChildReportRecord.parse(bytes) { return message }
+        return nil
+    }
+
     /// Closes the engine's ends (the child, if alive, then sees EOF on its command pipe and ends).
     func closeDescriptors() {
         let first = state.withLock { s in

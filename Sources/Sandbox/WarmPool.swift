@@ -48,6 +48,9 @@ final class WarmPool: Sendable {
     private struct State {
         var idle: [PoolKey: [WarmChild]] = [:]
         var refilling: [PoolKey: Int] = [:]
+        /// Waiting children that died without being used, one after another (isolation failing on this host, say):
+        /// refills back off instead of forking in a loop.
+        var idleDeaths: [PoolKey: Int] = [:]
         var stats = Stats()
         var stopped = false
     }
@@ -81,6 +84,7 @@ final class WarmPool: Sendable {
             while let w = list.popLast() {
                 if !w.child.hasExited && w.child.workerIsAlive {
                     s.idle[key] = list
+                    s.idleDeaths[key] = 0
                     s.stats.hits += 1
                     return (w, stale)
                 }
@@ -128,13 +132,17 @@ final class WarmPool: Sendable {
                     if keep {
                         // Killed while idle (or its worker died): forget it, and make another.
                         made.child.onExit { [self] in
-                            let removed = state.withLock { s -> Bool in
-                                guard let i = s.idle[key]?.firstIndex(where: { $0.child === made.child }) else { return false }
+                            let deaths = state.withLock { s -> Int? in
+                                guard let i = s.idle[key]?.firstIndex(where: { $0.child === made.child }) else { return nil }
                                 s.idle[key]!.remove(at: i)
-                                return true
+                                s.idleDeaths[key, default: 0] += 1
+                                return s.idleDeaths[key]
                             }
-                            if removed {
-                                retire(made.workdir)
+                            guard let deaths else { return }
+                            retire(made.workdir)
+                            let delay = min(5.0, 0.05 * Double(1 << min(deaths, 8)))
+                            Task.detached(priority: .utility) { [self] in
+                                try? await Task.sleep(for: .seconds(delay))
                                 refill(key)
                             }
                         }

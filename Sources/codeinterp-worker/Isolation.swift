@@ -21,6 +21,8 @@ struct IsolationPlan {
     var ownPidNamespace: Bool
     /// A session's interpreter: its CPU is watched cell by cell by the zygote, not capped for its whole life.
     var session: Bool
+    /// Slots that share one uid when there is no uid per slot (RLIMIT_NPROC counts them together).
+    var sharedUidSlots: Int
 }
 
 /// The isolation sequence of a child, in order. Runs in the forked child of the single-threaded zygote, as root
@@ -63,9 +65,10 @@ func isolate(_ plan: IsolationPlan, reportFd: Int32) throws(SystemCallError) {
     try check("RLIMIT_FSIZE") { ci_setrlimit(CI_RLIMIT_FSIZE, UInt64(l.fileSizeBytes), UInt64(l.fileSizeBytes)) }
     try check("RLIMIT_NOFILE") { ci_setrlimit(CI_RLIMIT_NOFILE, UInt64(l.openFiles), UInt64(l.openFiles)) }
     try check("RLIMIT_CORE") { ci_setrlimit(CI_RLIMIT_CORE, 0, 0) }
-    if plan.uid != nil {
-        try check("RLIMIT_NPROC") { ci_setrlimit(CI_RLIMIT_NPROC, UInt64(l.processes), UInt64(l.processes)) }
-    }
+    // Counted per uid: with a uid per slot it is this execution's; with one uid for all (a user namespace) it
+    // bounds every execution together, so it is the per-execution limit times the slots.
+    let processes = plan.uid != nil ? l.processes : l.processes * plan.sharedUidSlots
+    try check("RLIMIT_NPROC") { ci_setrlimit(CI_RLIMIT_NPROC, UInt64(processes), UInt64(processes)) }
 
     if plan.namespaces {
         // Needs CAP_SETPCAP, which the uid change below takes away.

@@ -48,9 +48,19 @@ struct AttackTests {
         // A victim in another slot (another uid) runs while the attacker signals every process it may.
         async let victim = EngineFixture.run("import time\ntime.sleep(2)\n'victim ok'", timeout: 10)
         try await Task.sleep(for: .milliseconds(500))
-        let attacker = try await EngineFixture.run("import os\nos.kill(-1, 9)\n'still here'")
-        // Linux skips the caller itself, and the slot uid owns nothing else: the attacker runs on, alone.
-        #expect(attacker.status == .ok && attacker.result?["text/plain"] == "'still here'")
+        // Linux skips the caller itself, and the attacker's pid namespace holds nothing else: no process to signal
+        // (ESRCH), and it runs on, alone.
+        let attacker = try await EngineFixture.run("""
+            import os
+            try:
+                os.kill(-1, 9)
+                reached = 'something'
+            except ProcessLookupError:
+                reached = 'nothing'
+            reached
+            """)
+        #expect(attacker.status == .ok && attacker.result?["text/plain"] == "'nothing'",
+                "\(attacker.status) \(attacker.error.map { "\($0.name): \($0.value)" } ?? "")")
         let v = try await victim
         #expect(v.status == .ok && v.result?["text/plain"] == "'victim ok'", "the victim died: \(v.status)")
         #expect(EngineFixture.engine.workerProcessID == zygote, "the zygote was replaced: the attack reached it")
