@@ -156,11 +156,19 @@ final class WorkerProcess: Sendable {
         if !ok { throw EngineError(.workerDied, "the worker process is not running") }
     }
 
-    /// Stops the worker and everything it forked (its pid namespace dies with it).
+    /// Stops the worker and everything it forked (its pid namespace dies with it). A worker that got the
+    /// shutdown frame has up to 2 s to kill its children and remove its cgroups before it is killed.
     func terminate() {
-        try? send(Frame(kind: .shutdown))
-        kill(pid, SIGKILL)
         var status: Int32 = 0
+        if (try? send(Frame(kind: .shutdown))) != nil {
+            let deadline = Date().addingTimeInterval(2)
+            while Date() < deadline {
+                let r = waitpid(pid, &status, WNOHANG)
+                if r == pid || (r < 0 && errno != EINTR) { return }
+                usleep(5_000)
+            }
+        }
+        kill(pid, SIGKILL)
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     }
 
