@@ -60,10 +60,12 @@ private func cgroupEngine(_ label: String, cgroupName: String, ownPidNamespace: 
 
 @Suite("cgroups belong to the instance that made them", .serialized, .enabled(if: HostCgroups.usable))
 struct CgroupTests {
-    let tag = "codeinterp-t\(UInt32.random(in: 0...UInt32.max))"
+    /// Not "codeinterp-...": other instances on this host (the default name's cleanup covers "codeinterp-")
+    /// must not be able to touch these groups, so that what happens to them is the two engines' doing.
+    let tag = "codeinterpt\(UInt32.random(in: 0...UInt32.max))"
 
     @Test func twoEnginesInSiblingPidNamespacesServeTogetherAndLeaveNoGroup() async throws {
-        // B's cleanup of stale groups ("codeinterp-tN-") covers A's names ("codeinterp-tN-a-..."): exactly the
+        // B's cleanup of stale groups ("codeinterptN-") covers A's names ("codeinterptN-a-..."): exactly the
         // case where an instance in another pid namespace used to take a live instance's idle slot groups.
         let a = try cgroupEngine("a", cgroupName: "\(tag)-a", ownPidNamespace: false, uidBase: 2_300_000)
         let b = try cgroupEngine("b", cgroupName: tag, ownPidNamespace: true, uidBase: 2_400_000)
