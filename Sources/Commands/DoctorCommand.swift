@@ -63,7 +63,7 @@ struct DoctorCommand: AsyncParsableCommand {
               network namespace \(mark(report.networkNamespace))
               ipc/uts namespace \(mark(report.ipcNamespace && report.utsNamespace))
               uid per slot      \(mark(report.uidPerSlot))
-              cgroups           \(report.cgroups ?? "NO (memory limited by RLIMIT_AS only)")
+              cgroups           \(report.cgroups ?? "NO (why, and what is weaker without them: below)")
               default profile   \(profileLine)
               data directory    \(config.dataDirectory)
               preloaded         \(hello.preloaded.joined(separator: ", "))

@@ -155,6 +155,9 @@ final class WarmPool: Sendable {
         }
     }
 
+    /// The children waiting now (tests kill them to see the pool recover).
+    var idleChildren: [SandboxChild] { state.withLock { $0.idle.values.flatMap { $0.map(\.child) } } }
+
     /// Kills every waiting child (engine shutdown).
     func drain() {
         let all = state.withLock { s -> [WarmChild] in

@@ -152,7 +152,9 @@ final class Zygote {
         }
         let settings = [request.limits.memoryBytes + (64 << 20), Int64(request.limits.processes)]
         if let cgroups, slotSettings[request.slot] != settings {
-            cgroups.configure(slot: request.slot, memoryBytes: settings[0], processes: request.limits.processes)
+            guard cgroups.configure(slot: request.slot, memoryBytes: settings[0], processes: request.limits.processes) else {
+                throw WorkerError("cannot set up the cgroup of slot \(request.slot) (\(cgroups.description)): not running without its limits")
+            }
             slotSettings[request.slot] = settings
         }
         let plan = IsolationPlan(

@@ -29,13 +29,26 @@ mkdir(config.mplConfigDir, 0o755)
 
 // Unique on the machine: zygotes in other pid namespaces can have the same pid.
 let cgroupName = "\(config.cgroupName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-if geteuid() == 0 { SlotCgroups.removeStale(prefix: "\(config.cgroupName)-") }
-let cgroups = geteuid() == 0 ? SlotCgroups.create(name: cgroupName, slots: config.slots) : nil
+// Before the namespaces: a delegated subtree's processes (the engine's) can only be moved from where they are seen.
+let cgroupPlan = SlotCgroups.prepare()
+if let layout = cgroupPlan.layout { SlotCgroups.removeStale(prefix: "\(config.cgroupName)-", layout: layout) }
 var namespaces = ZygoteNamespaces.enter()
+// After them: the zygote alone joins its group (the process left behind to wait for it stays out, so the
+// group can be removed on a clean stop).
+var cgroupReasons = cgroupPlan.reasons
+let cgroups: SlotCgroups? = cgroupPlan.layout.flatMap { layout in
+    do { return try SlotCgroups.create(name: cgroupName, slots: config.slots, layout: layout) } catch {
+        cgroupReasons.append("\(error)")
+        return nil
+    }
+}
 namespaces.report.uidPerSlot = namespaces.report.root
-namespaces.report.cgroups = cgroups != nil ? "v1 memory+pids" : nil
+namespaces.report.cgroups = cgroups?.description
 if cgroups == nil {
-    namespaces.report.notes.append("no writable cgroup v1 memory/pids controllers: memory is limited by RLIMIT_AS only, leftover processes are killed by process group")
+    let why = cgroupReasons.isEmpty ? "no cgroup filesystem mounted" : cgroupReasons.joined(separator: "; ")
+    namespaces.report.notes.append("no cgroups (\(why)): memory is limited per process by RLIMIT_AS only (an "
+        + "execution's processes together are not), no pids limit for an execution as a whole, an OOM kill is "
+        + "reported as a plain kill, leftover processes are found by process group only")
 }
 
 let python: EmbeddedPython

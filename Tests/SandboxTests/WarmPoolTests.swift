@@ -1,0 +1,94 @@
+import Foundation
+import InterpreterCore
+import Testing
+@testable import Sandbox
+
+/// Stateless executions run in children forked and isolated before their request came: each is used once.
+@Suite("Warm children", .serialized)
+struct WarmPoolTests {
+    let engine = EngineFixture.engine
+
+    /// Waits (bounded) until `condition` holds; the pool refills in the background.
+    func eventually(_ seconds: Double = 30, _ condition: () -> Bool) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return condition()
+    }
+
+    @Test func executionsAfterTheFirstFindAWarmChild() async throws {
+        _ = try await EngineFixture.run("1")
+        #expect(try await eventually { engine.pool.stats.idle >= engine.pool.target })
+        let r = try await EngineFixture.run("2")
+        #expect(r.status == .ok)
+        #expect(r.usage.warmStart == true)
+        #expect(r.usage.queueMs != nil && r.usage.startMs != nil && r.usage.runMs != nil && r.usage.collectMs != nil && r.usage.storeMs != nil)
+    }
+
+    @Test func consecutiveExecutionsShareNoProcessFileVariableOrRandomState() async throws {
+        let code = """
+            import os, random, numpy
+            leftovers = (os.path.exists('left.txt'), 'planted' in globals())
+            open('left.txt', 'w').write('x')
+            planted = True
+            (os.stat('/proc/self/ns/pid').st_ino, random.random(), float(numpy.random.rand()), leftovers)
+            """
+        var seen: [String] = []
+        for _ in 0..<4 {
+            let r = try await EngineFixture.run(code)
+            #expect(r.status == .ok, "\(r.error?.value ?? "")")
+            let text = try #require(r.result?["text/plain"])
+            #expect(text.hasSuffix("(False, False))"), "state of an earlier execution is visible: \(text)")
+            seen.append(text)
+        }
+        // Another pid namespace (another process), other random numbers, every time.
+        let parts = seen.map { $0.dropFirst().split(separator: ",").prefix(3).map { $0.trimmingCharacters(in: .whitespaces) } }
+        for i in 0..<3 { #expect(Set(parts.map { $0[i] }).count == seen.count, "repeated across executions: \(parts.map { $0[i] })") }
+    }
+
+    @Test func aWaitingChildThatDiesIsReplaced() async throws {
+        _ = try await EngineFixture.run("1")
+        #expect(try await eventually { engine.pool.stats.idle >= 1 })
+        let victims = engine.pool.idleChildren
+        #expect(!victims.isEmpty)
+        for v in victims { v.kill() }
+        for v in victims { _ = await v.waitForExit() }
+        let r = try await EngineFixture.run("'after'")
+        #expect(r.status == .ok && r.result?["text/plain"] == "'after'")
+        #expect(try await eventually { engine.pool.stats.idle >= engine.pool.target }, "the pool did not refill: \(engine.pool.stats)")
+        #expect(Set(engine.pool.idleChildren.map(\.id)).isDisjoint(with: victims.map(\.id)))
+    }
+
+    @Test func thePoolRefillsAfterABurstLargerThanItself() async throws {
+        let burst = engine.pool.target * 3
+        let before = engine.pool.stats
+        let results = try await withThrowingTaskGroup(of: ExecutionResult.self) { group in
+            for i in 0..<burst { group.addTask { try await EngineFixture.run("import time\ntime.sleep(0.2)\n\(i)") } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.allSatisfy { $0.status == .ok }, "\(results.map(\.status))")
+        #expect(Set(results.compactMap { $0.result?["text/plain"] }).count == burst)
+        let after = engine.pool.stats
+        #expect(after.misses > before.misses, "a burst three times the pool must fork on demand")
+        #expect(try await eventually { engine.pool.stats.idle >= engine.pool.target }, "\(engine.pool.stats)")
+    }
+
+    @Test func aProfileChangedOnDiskTakesEffectForTheNextExecution() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ci-profile-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: EngineFixture.packageRoot.appendingPathComponent("sandbox-profiles/default.json").path,
+                                         toPath: dir + "/default.json")
+        let path = dir + "/changing.json"
+        // Open files is a limit the child sets on itself while it is made, ahead of the request.
+        try #"{"extends": "default", "limits": {"open_files": 200}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        let code = "import resource\nresource.getrlimit(resource.RLIMIT_NOFILE)[0]"
+        let first = try await EngineFixture.run(code, profile: path)
+        #expect(first.status == .ok && first.result?["text/plain"] == "200")
+        #expect(try await eventually { engine.pool.stats.idle >= 1 })
+        try #"{"extends": "default", "limits": {"open_files": 100}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        let second = try await EngineFixture.run(code, profile: path)
+        #expect(second.result?["text/plain"] == "100", "a waiting child of the old profile was used")
+    }
+}
