@@ -124,7 +124,8 @@ public enum CgroupText {
         Set(text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
     }
 
-    /// The pids of a cgroup.procs file.
+    /// The pids of a cgroup.procs file. v2 shows a process of a pid namespace the reader cannot see as 0, which
+    /// is no pid to signal.
     public static func pids(_ text: String) -> [Int32] {
         text.split(separator: "\n").compactMap { Int32($0) }.filter { $0 > 0 }
     }

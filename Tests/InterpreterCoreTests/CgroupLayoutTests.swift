@@ -23,7 +23,7 @@ private enum Hosts {
         9:name=systemd:/
         8:pids:/
         2:cpu,cpuacct:/
-        4:memory:/process_api/9dce96
+        4:memory:/user.slice/user-1000.slice/session-2.scope
         0::/
         """
     /// A container with its own cgroup namespace: it sees its own group as the root.
@@ -80,7 +80,7 @@ private enum Hosts {
     @Test func membershipOfAHybridHost() {
         let m = CgroupText.membership(Hosts.hybridCgroup)
         #expect(m.unified == "/")
-        #expect(m.v1["memory"] == "/process_api/9dce96")
+        #expect(m.v1["memory"] == "/user.slice/user-1000.slice/session-2.scope")
         #expect(m.v1["pids"] == "/")
         #expect(m.v1["cpuacct"] == "/")
         #expect(m.v1["name=systemd"] == "/")
@@ -111,6 +111,8 @@ private enum Hosts {
         #expect(CgroupText.controllers("cpuset cpu io memory hugetlb pids rdma misc\n").isSuperset(of: ["memory", "pids"]))
         #expect(CgroupText.controllers("\n").isEmpty)
         #expect(CgroupText.pids("12\n345\n\nx\n-1\n") == [12, 345])
+        // v2 lists a process another pid namespace holds as 0: never a pid to signal (kill(0) is our own group).
+        #expect(CgroupText.pids("0\n0\n").isEmpty)
         #expect(CgroupText.parentPid(stat: "4242 (python3) S 17 4242 4242 0 -1 4194560") == 17)
         #expect(CgroupText.parentPid(stat: "4242 (a (b) c) R 99 1 1") == 99)
         #expect(CgroupText.parentPid(stat: "4242 (truncated") == nil)
@@ -192,7 +194,7 @@ private enum Hosts {
         let mounts = CgroupText.mounts(mountinfo: Hosts.hybridMountinfo)
         let v1 = CgroupLayout(version: .v1, bases: ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"])
         #expect(CgroupPlanner.homes(v1, mounts: mounts, membership: CgroupText.membership(Hosts.hybridCgroup))
-            == ["/sys/fs/cgroup/memory/process_api/9dce96", "/sys/fs/cgroup/pids"])
+            == ["/sys/fs/cgroup/memory/user.slice/user-1000.slice/session-2.scope", "/sys/fs/cgroup/pids"])
         let v2 = CgroupLayout(version: .v2, bases: ["/sys/fs/cgroup/a.service"], delegated: true, hierarchyRoot: "/sys/fs/cgroup")
         #expect(CgroupPlanner.homes(v2, mounts: CgroupText.mounts(mountinfo: Hosts.v2Mountinfo),
                                     membership: CgroupMembership(unified: "/a.service/codeinterp.leaf"))

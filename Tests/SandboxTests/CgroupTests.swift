@@ -51,11 +51,27 @@ private func cgroupEngine(_ label: String, cgroupName: String, ownPidNamespace: 
     var config = EngineFixture.smallConfiguration("cgroups-\(label)", uidBase: uidBase, preload: [])
     let script = "\(config.dataDirectory)-worker.sh"
     let launch = ownPidNamespace ? "exec unshare --pid --fork --kill-child --mount-proc " : "exec "
-    try "#!/bin/sh\n\(launch)\(config.workerExecutable) --cgroup-name \(cgroupName) \"$@\"\n"
-        .write(toFile: script, atomically: true, encoding: .utf8)
-    chmod(script, 0o755)
+    // Close-on-exec: a process another suite forks meanwhile must not hold the script open for writing, or
+    // executing it fails with ETXTBSY.
+    let fd = open(script, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+    #expect(fd >= 0)
+    let text = Array("#!/bin/sh\n\(launch)\(config.workerExecutable) --cgroup-name \(cgroupName) \"$@\"\n".utf8)
+    #expect(write(fd, text, text.count) == text.count)
+    close(fd)
     config.workerExecutable = script
     return try ExecutionEngine(configuration: config)
+}
+
+/// Starts the engine; a fork elsewhere in the test process may still hold the fresh script open for a moment.
+private func start(_ engine: ExecutionEngine) async throws {
+    for attempt in 1...20 {
+        do {
+            try await engine.start()
+            return
+        } catch let error as EngineError where error.message.contains("Text file busy") && attempt < 20 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
 }
 
 @Suite("cgroups belong to the instance that made them", .serialized, .enabled(if: HostCgroups.usable))
@@ -72,14 +88,14 @@ struct CgroupTests {
         var stopped = false
         defer { if !stopped { a.shutdown(); b.shutdown() } }
 
-        try await a.start()
+        try await start(a)
         let groupsOfA = HostCgroups.groups("\(tag)-a-")
         #expect(!groupsOfA.isEmpty)
         let slotsOfA = groupsOfA.flatMap { group in (0..<2).map { "\(group)/slot\($0)" } }
         let inodesBefore = slotsOfA.map(HostCgroups.inode)
         #expect(inodesBefore.allSatisfy { $0 != nil })
 
-        try await b.start()
+        try await start(b)
         let groupsOfB = HostCgroups.groups("\(tag)-").filter { !$0.contains("\(tag)-a-") }
         #expect(!groupsOfB.isEmpty)
 
@@ -107,7 +123,7 @@ struct CgroupTests {
         let engine = try cgroupEngine("c", cgroupName: "\(tag)-c", ownPidNamespace: false, uidBase: 2_500_000)
         var stopped = false
         defer { if !stopped { engine.shutdown() } }
-        try await engine.start()
+        try await start(engine)
         let first = try await engine.execute(ExecutionRequest(code: "print('first')", memoryBytes: 300 << 20))
         #expect(first.status == .ok)
         let slots = HostCgroups.groups("\(tag)-c-").map { "\($0)/slot0" }
