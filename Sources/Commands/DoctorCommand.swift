@@ -35,10 +35,13 @@ struct DoctorCommand: AsyncParsableCommand {
             except OSError as e: checks["network"] = f"unreachable ({e.strerror})"
             checks["uid"] = os.getuid()
             try:
-                open("/etc/shadow").read(); checks["/etc/shadow"] = "READABLE"
+                checks["/etc/shadow"] = "READABLE" if open("/etc/shadow").read() else "masked (empty)"
             except OSError: checks["/etc/shadow"] = "unreadable"
             checks["pid"] = os.getpid()
             checks["processes visible"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+            status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+            checks["capabilities"] = "none" if int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0 else "HELD " + status["CapEff"].strip()
+            checks["dumpable"] = "no" if __import__("ctypes").CDLL(None).prctl(3, 0, 0, 0, 0) == 0 else "YES"
             checks
             """, timeoutSeconds: 10))
         let report = hello.isolation
@@ -59,7 +62,8 @@ struct DoctorCommand: AsyncParsableCommand {
               python            \(hello.python) embedded, zygote up in \(hello.startupMs) ms, \(hello.threads) thread(s) at fork
               running as root   \(mark(report.root))
               user namespace    \(report.userNamespace ? "yes (unprivileged mode)" : "not needed")
-              pid namespace     \(mark(report.pidNamespace))
+              pid namespace     \(report.pidNamespace ? "yes: one per execution (the interpreter is its pid 1; everything it starts dies with it)" : "NO ")
+              CPU per cell      \(report.zygoteProc ? "watched by the zygote (sessions get their allowance every cell)" : "NO: a session's CPU limit holds for its whole life")
               network namespace \(mark(report.networkNamespace))
               ipc/uts namespace \(mark(report.ipcNamespace && report.utsNamespace))
               uid per slot      \(mark(report.uidPerSlot))

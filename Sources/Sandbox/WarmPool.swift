@@ -88,6 +88,7 @@ final class WarmPool: Sendable {
                     s.stats.hits += 1
                     return (w, stale)
                 }
+                stale.append(w)  // died while waiting, its exit not yet seen here
             }
             s.idle[key] = list
             s.stats.misses += 1

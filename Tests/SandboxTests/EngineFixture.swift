@@ -8,7 +8,7 @@ enum EngineFixture {
         .deletingLastPathComponent()
 
     static let dataDirectory: String = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-tests-\(getpid())").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("codeinterp-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }()

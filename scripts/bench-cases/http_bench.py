@@ -37,7 +37,7 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def run_level(url, key, code, concurrency, total, session):
+def run_level(url, key, code, concurrency, total, session, setup=None):
     latencies, errors = [], []
     lock = threading.Lock()
     per_thread = max(1, total // concurrency)
@@ -48,7 +48,8 @@ def run_level(url, key, code, concurrency, total, session):
             body = {"code": code}
             if session:
                 body["session_id"] = post(conn, key, "/v1/sessions", {})["id"]
-            post(conn, key, "/v1/execute", body)  # warm this connection (and the session's interpreter)
+            # Warm this connection (and the session's interpreter, with the state the case needs).
+            post(conn, key, "/v1/execute", dict(body, code=setup) if setup else body)
             for _ in range(per_thread):
                 started = time.perf_counter()
                 result = post(conn, key, "/v1/execute", body)
@@ -87,13 +88,14 @@ def main():
     if "--requests-per-level" in sys.argv:
         per_level = int(sys.argv[sys.argv.index("--requests-per-level") + 1])
     chart = open(os.path.join(CASES, "chart.py")).read()
-    cases = [("print1", "print(1)", False), ("chart", chart, False)]
+    cases = [("print1", "print(1)", False, None), ("incr", "x = 0\nx += 1", False, None), ("chart", chart, False, None)]
     if not naive:
-        cases += [("print1-session", "print(1)", True), ("chart-session", chart, True)]
-    for name, code, session in cases:
+        cases += [("print1-session", "print(1)", True, None), ("incr-session", "x += 1", True, "x = 0"),
+                  ("chart-session", chart, True, None)]
+    for name, code, session, setup in cases:
         for concurrency in levels:
             total = max(per_level, 2 * concurrency)
-            latencies, errors, wall = run_level(url, key, code, concurrency, total, session)
+            latencies, errors, wall = run_level(url, key, code, concurrency, total, session, setup)
             row = {"server": label, "case": name, "concurrency": concurrency, "requests": len(latencies),
                    "errors": len(errors), "first_error": errors[0] if errors else None}
             if latencies:
