@@ -1,8 +1,6 @@
 import AsyncHTTPClient
 import Foundation
 import InterpreterCore
-import NIOCore
-import NIOHTTP1
 import Tools
 
 /// How to reach an HTTP model server.

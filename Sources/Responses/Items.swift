@@ -24,7 +24,7 @@ public enum Items {
             for (i, item) in items.enumerated() { out.append(try normalizeItem(item, param: "input[\(i)]")) }
             return out
         case let v?:
-            throw .invalid("\"input\" must be a string or an array of items, not \(v.typeName)", param: "input", code: "invalid_type")
+            throw ResponsesError.invalid("\"input\" must be a string or an array of items, not \(v.typeName)", param: "input", code: "invalid_type")
         }
     }
 
@@ -36,14 +36,14 @@ public enum Items {
     /// One input item, with an id; every problem names its `param`.
     public static func normalizeItem(_ item: JSONValue, param: String) throws(ResponsesError) -> JSONValue {
         guard var object = item.objectValue else {
-            throw .invalid("\"\(param)\" must be an object, not \(item.typeName)", param: param, code: "invalid_type")
+            throw ResponsesError.invalid("\"\(param)\" must be an object, not \(item.typeName)", param: param, code: "invalid_type")
         }
         object.removeValue(forKey: privateKey)
         let type = object["type"]?.stringValue ?? (object["role"] != nil ? "message" : nil)
         switch type {
         case "message":
             guard let role = object["role"]?.stringValue, ["user", "assistant", "system", "developer"].contains(role) else {
-                throw .invalid("\"\(param).role\" must be user, assistant, system or developer", param: param + ".role")
+                throw ResponsesError.invalid("\"\(param).role\" must be user, assistant, system or developer", param: param + ".role")
             }
             let textType = role == "assistant" ? "output_text" : "input_text"
             var parts: [JSONValue] = []
@@ -55,12 +55,12 @@ public enum Items {
                 for (k, part) in given.enumerated() {
                     let p = "\(param).content[\(k)]"
                     guard let partType = part["type"]?.stringValue else {
-                        throw .invalid("\"\(p).type\" is missing", param: p + ".type", code: "missing_required_parameter")
+                        throw ResponsesError.invalid("\"\(p).type\" is missing", param: p + ".type", code: "missing_required_parameter")
                     }
                     switch partType {
                     case "input_text", "output_text", "refusal":
                         guard part["text"]?.stringValue != nil || part["refusal"]?.stringValue != nil else {
-                            throw .invalid("\"\(p).text\" must be a string", param: p + ".text")
+                            throw ResponsesError.invalid("\"\(p).text\" must be a string", param: p + ".text")
                         }
                         var normal = part
                         if partType == "output_text", case .object(var o) = part, o["annotations"] == nil {
@@ -70,26 +70,26 @@ public enum Items {
                         parts.append(normal)
                     case "input_image":
                         guard part["image_url"]?.stringValue != nil || part["file_id"]?.stringValue != nil else {
-                            throw .invalid("\"\(p)\" needs an \"image_url\" (or \"file_id\")", param: p + ".image_url")
+                            throw ResponsesError.invalid("\"\(p)\" needs an \"image_url\" (or \"file_id\")", param: p + ".image_url")
                         }
                         parts.append(part)
                     case "input_file":
                         parts.append(part)
                     default:
-                        throw .invalid("content part type \"\(partType)\" is not supported", param: p + ".type")
+                        throw ResponsesError.invalid("content part type \"\(partType)\" is not supported", param: p + ".type")
                     }
                 }
             default:
-                throw .invalid("\"\(param).content\" must be a string or an array of content parts", param: param + ".content")
+                throw ResponsesError.invalid("\"\(param).content\" must be a string or an array of content parts", param: param + ".content")
             }
             let id = object["id"]?.stringValue
             return message(role: role, parts: parts, id: id)
         case "function_call_output":
             guard object["call_id"]?.stringValue != nil else {
-                throw .invalid("\"\(param).call_id\" is missing", param: param + ".call_id", code: "missing_required_parameter")
+                throw ResponsesError.invalid("\"\(param).call_id\" is missing", param: param + ".call_id", code: "missing_required_parameter")
             }
             guard let output = object["output"], output.stringValue != nil || output.arrayValue != nil else {
-                throw .invalid("\"\(param).output\" must be a string or an array of content parts", param: param + ".output")
+                throw ResponsesError.invalid("\"\(param).output\" must be a string or an array of content parts", param: param + ".output")
             }
             if object["id"]?.stringValue == nil { object["id"] = .string(ResponseIDs.make("fco")) }
             if object["status"] == nil { object["status"] = "completed" }
@@ -97,25 +97,25 @@ public enum Items {
         case "function_call":
             guard object["call_id"]?.stringValue != nil, object["name"]?.stringValue != nil,
                   object["arguments"]?.stringValue != nil else {
-                throw .invalid("\"\(param)\" needs \"call_id\", \"name\" and \"arguments\"", param: param)
+                throw ResponsesError.invalid("\"\(param)\" needs \"call_id\", \"name\" and \"arguments\"", param: param)
             }
             if object["id"]?.stringValue == nil { object["id"] = .string(ResponseIDs.make("fc")) }
             if object["status"] == nil { object["status"] = "completed" }
             return .object(object)
         case "code_interpreter_call":
             guard object["id"]?.stringValue != nil else {
-                throw .invalid("\"\(param).id\" is missing", param: param + ".id", code: "missing_required_parameter")
+                throw ResponsesError.invalid("\"\(param).id\" is missing", param: param + ".id", code: "missing_required_parameter")
             }
             return .object(object)
         case "reasoning":
             return .object(object)
         case "item_reference":
-            throw .invalid("item references are not supported; send the item itself, or use previous_response_id",
+            throw ResponsesError.invalid("item references are not supported; send the item itself, or use previous_response_id",
                            param: param + ".type")
         case let other?:
-            throw .invalid("input item type \"\(other)\" is not supported", param: param + ".type")
+            throw ResponsesError.invalid("input item type \"\(other)\" is not supported", param: param + ".type")
         case nil:
-            throw .invalid("\"\(param).type\" is missing", param: param + ".type", code: "missing_required_parameter")
+            throw ResponsesError.invalid("\"\(param).type\" is missing", param: param + ".type", code: "missing_required_parameter")
         }
     }
 

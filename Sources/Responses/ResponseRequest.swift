@@ -82,23 +82,23 @@ public struct ResponseRequest: Sendable {
     /// Parses and checks a request body; every problem is a 400 naming its `param`.
     public static func parse(_ body: JSONValue) throws(ResponsesError) -> ResponseRequest {
         guard let object = body.objectValue else {
-            throw .invalid("the request body must be a JSON object, not \(body.typeName)", code: "invalid_json")
+            throw ResponsesError.invalid("the request body must be a JSON object, not \(body.typeName)", code: "invalid_json")
         }
         for key in object.keys.sorted() where !accepted.contains(key) {
-            throw .invalid("unknown parameter \"\(key)\"", param: key, code: "unknown_parameter")
+            throw ResponsesError.invalid("unknown parameter \"\(key)\"", param: key, code: "unknown_parameter")
         }
         func string(_ key: String) throws(ResponsesError) -> String? {
             switch object[key] {
             case nil, .null?: return nil
             case .string(let s)?: return s
-            case let v?: throw .invalid("\"\(key)\" must be a string, not \(v.typeName)", param: key, code: "invalid_type")
+            case let v?: throw ResponsesError.invalid("\"\(key)\" must be a string, not \(v.typeName)", param: key, code: "invalid_type")
             }
         }
         func bool(_ key: String) throws(ResponsesError) -> Bool? {
             switch object[key] {
             case nil, .null?: return nil
             case .bool(let b)?: return b
-            case let v?: throw .invalid("\"\(key)\" must be a boolean, not \(v.typeName)", param: key, code: "invalid_type")
+            case let v?: throw ResponsesError.invalid("\"\(key)\" must be a boolean, not \(v.typeName)", param: key, code: "invalid_type")
             }
         }
         func number(_ key: String, _ range: ClosedRange<Double>) throws(ResponsesError) -> Double? {
@@ -107,16 +107,16 @@ public struct ResponseRequest: Sendable {
             case nil, .null?: return nil
             case .int(let i)?: value = Double(i)
             case .double(let d)?: value = d
-            case let v?: throw .invalid("\"\(key)\" must be a number, not \(v.typeName)", param: key, code: "invalid_type")
+            case let v?: throw ResponsesError.invalid("\"\(key)\" must be a number, not \(v.typeName)", param: key, code: "invalid_type")
             }
             guard range.contains(value) else {
-                throw .invalid("\"\(key)\" must be between \(range.lowerBound) and \(range.upperBound) (got \(value))", param: key)
+                throw ResponsesError.invalid("\"\(key)\" must be between \(range.lowerBound) and \(range.upperBound) (got \(value))", param: key)
             }
             return value
         }
 
         guard let model = try string("model"), !model.isEmpty else {
-            throw .invalid("missing required parameter \"model\"", param: "model", code: "missing_required_parameter")
+            throw ResponsesError.invalid("missing required parameter \"model\"", param: "model", code: "missing_required_parameter")
         }
         let input = try Items.normalizeInput(object["input"])
         let instructions = try string("instructions")
@@ -131,34 +131,34 @@ public struct ResponseRequest: Sendable {
             for (i, tool) in tools.enumerated() {
                 let param = "tools[\(i)]"
                 guard let t = tool.objectValue else {
-                    throw .invalid("\"\(param)\" must be an object, not \(tool.typeName)", param: param, code: "invalid_type")
+                    throw ResponsesError.invalid("\"\(param)\" must be an object, not \(tool.typeName)", param: param, code: "invalid_type")
                 }
                 switch t["type"]?.stringValue {
                 case "code_interpreter":
                     guard container == nil else {
-                        throw .invalid("only one code_interpreter tool may be given", param: param)
+                        throw ResponsesError.invalid("only one code_interpreter tool may be given", param: param)
                     }
                     container = try parseContainer(t["container"], param: param + ".container")
                 case "function":
                     functions.append(try parseFunction(t, param: param))
                 case let other?:
-                    throw .invalid("tool type \"\(other)\" is not supported by this server: it runs code_interpreter "
+                    throw ResponsesError.invalid("tool type \"\(other)\" is not supported by this server: it runs code_interpreter "
                         + "itself and passes function tools through to the model", param: param + ".type", code: "unsupported_tool")
                 case nil:
-                    throw .invalid("missing required parameter \"\(param).type\"", param: param + ".type",
+                    throw ResponsesError.invalid("missing required parameter \"\(param).type\"", param: param + ".type",
                                    code: "missing_required_parameter")
                 }
             }
         case let v?:
-            throw .invalid("\"tools\" must be an array, not \(v.typeName)", param: "tools", code: "invalid_type")
+            throw ResponsesError.invalid("\"tools\" must be an array, not \(v.typeName)", param: "tools", code: "invalid_type")
         }
         var seen = Set<String>()
         for (i, f) in functions.enumerated() {
             guard seen.insert(f.name).inserted else {
-                throw .invalid("two function tools are named \"\(f.name)\"", param: "tools[\(i)].name")
+                throw ResponsesError.invalid("two function tools are named \"\(f.name)\"", param: "tools[\(i)].name")
             }
             if container != nil, codeToolAliases.contains(f.name) {
-                throw .invalid("a function tool may not be named \"\(f.name)\" next to code_interpreter (that name is "
+                throw ResponsesError.invalid("a function tool may not be named \"\(f.name)\" next to code_interpreter (that name is "
                     + "the code interpreter's own)", param: "tools[\(i)].name")
             }
         }
@@ -169,13 +169,13 @@ public struct ResponseRequest: Sendable {
         case .array(let values)?:
             for (i, v) in values.enumerated() {
                 guard let s = v.stringValue, includable.contains(s) else {
-                    throw .invalid("\"include[\(i)]\" must be one of \(includable.sorted().joined(separator: ", "))",
+                    throw ResponsesError.invalid("\"include[\(i)]\" must be one of \(includable.sorted().joined(separator: ", "))",
                                    param: "include[\(i)]")
                 }
                 include.insert(s)
             }
         case let v?:
-            throw .invalid("\"include\" must be an array of strings, not \(v.typeName)", param: "include", code: "invalid_type")
+            throw ResponsesError.invalid("\"include\" must be an array of strings, not \(v.typeName)", param: "include", code: "invalid_type")
         }
 
         let previous = try string("previous_response_id")
@@ -185,18 +185,18 @@ public struct ResponseRequest: Sendable {
         case .string(let s)?: conversation = s
         case .object(let o)?:
             guard let id = o["id"]?.stringValue else {
-                throw .invalid("\"conversation.id\" must be a string", param: "conversation.id")
+                throw ResponsesError.invalid("\"conversation.id\" must be a string", param: "conversation.id")
             }
             conversation = id
         case let v?:
-            throw .invalid("\"conversation\" must be a conversation id or {\"id\": ...}, not \(v.typeName)",
+            throw ResponsesError.invalid("\"conversation\" must be a conversation id or {\"id\": ...}, not \(v.typeName)",
                            param: "conversation", code: "invalid_type")
         }
         if previous != nil && conversation != nil {
-            throw .invalid("\"previous_response_id\" and \"conversation\" cannot be used together", param: "conversation")
+            throw ResponsesError.invalid("\"previous_response_id\" and \"conversation\" cannot be used together", param: "conversation")
         }
         if try bool("background") == true {
-            throw .invalid("background responses are not supported by this server", param: "background")
+            throw ResponsesError.invalid("background responses are not supported by this server", param: "background")
         }
 
         var maxOutputTokens: Int? = nil
@@ -205,25 +205,25 @@ public struct ResponseRequest: Sendable {
         case .int(let n)? where n >= 16: maxOutputTokens = n
         case .double(let d)? where d >= 16 && d == d.rounded(): maxOutputTokens = Int(d)
         case let v?:
-            throw .invalid("\"max_output_tokens\" must be an integer of at least 16 (got \(v.serialized()))", param: "max_output_tokens")
+            throw ResponsesError.invalid("\"max_output_tokens\" must be an integer of at least 16 (got \(v.serialized()))", param: "max_output_tokens")
         }
 
         var metadata: [String: JSONValue] = [:]
         switch object["metadata"] {
         case nil, .null?: break
         case .object(let o)?:
-            guard o.count <= 16 else { throw .invalid("\"metadata\" may have at most 16 keys", param: "metadata") }
+            guard o.count <= 16 else { throw ResponsesError.invalid("\"metadata\" may have at most 16 keys", param: "metadata") }
             for (k, v) in o {
                 guard let s = v.stringValue else {
-                    throw .invalid("\"metadata.\(k)\" must be a string", param: "metadata.\(k)", code: "invalid_type")
+                    throw ResponsesError.invalid("\"metadata.\(k)\" must be a string", param: "metadata.\(k)", code: "invalid_type")
                 }
                 guard k.count <= 64, s.count <= 512 else {
-                    throw .invalid("metadata keys are at most 64 characters and values at most 512", param: "metadata.\(k)")
+                    throw ResponsesError.invalid("metadata keys are at most 64 characters and values at most 512", param: "metadata.\(k)")
                 }
             }
             metadata = o
         case let v?:
-            throw .invalid("\"metadata\" must be an object of strings, not \(v.typeName)", param: "metadata", code: "invalid_type")
+            throw ResponsesError.invalid("\"metadata\" must be an object of strings, not \(v.typeName)", param: "metadata", code: "invalid_type")
         }
 
         let toolChoice = object["tool_choice"] ?? "auto"
@@ -233,26 +233,30 @@ public struct ResponseRequest: Sendable {
             let type = o["type"]?.stringValue
             if type == "function" {
                 guard let name = o["name"]?.stringValue, functions.contains(where: { $0.name == name }) else {
-                    throw .invalid("\"tool_choice.name\" must name one of the function tools", param: "tool_choice.name")
+                    throw ResponsesError.invalid("\"tool_choice.name\" must name one of the function tools", param: "tool_choice.name")
                 }
             } else if type == "code_interpreter" {
                 guard container != nil else {
-                    throw .invalid("\"tool_choice\" asks for code_interpreter, which is not in \"tools\"", param: "tool_choice")
+                    throw ResponsesError.invalid("\"tool_choice\" asks for code_interpreter, which is not in \"tools\"", param: "tool_choice")
                 }
             } else {
-                throw .invalid("\"tool_choice.type\" must be \"function\" or \"code_interpreter\"", param: "tool_choice.type")
+                throw ResponsesError.invalid("\"tool_choice.type\" must be \"function\" or \"code_interpreter\"", param: "tool_choice.type")
             }
         default:
-            throw .invalid("\"tool_choice\" must be \"auto\", \"none\", \"required\" or a tool", param: "tool_choice")
+            throw ResponsesError.invalid("\"tool_choice\" must be \"auto\", \"none\", \"required\" or a tool", param: "tool_choice")
         }
 
+        let store = try bool("store") ?? true
+        let stream = try bool("stream") ?? false
+        let temperature = try number("temperature", 0...2)
+        let topP = try number("top_p", 0...1)
+        let parallel = try bool("parallel_tool_calls") ?? true
+        let user = try string("user")
         return ResponseRequest(
             model: model, input: input, instructions: instructions, toolsJSON: toolsJSON, functionTools: functions,
             codeInterpreter: container, include: include, previousResponseId: previous, conversationId: conversation,
-            store: try bool("store") ?? true, stream: try bool("stream") ?? false, maxOutputTokens: maxOutputTokens,
-            temperature: try number("temperature", 0...2), topP: try number("top_p", 0...1), metadata: metadata,
-            toolChoice: toolChoice, parallelToolCalls: try bool("parallel_tool_calls") ?? true, user: try string("user"),
-            text: object["text"])
+            store: store, stream: stream, maxOutputTokens: maxOutputTokens, temperature: temperature, topP: topP,
+            metadata: metadata, toolChoice: toolChoice, parallelToolCalls: parallel, user: user, text: object["text"])
     }
 
     static func parseContainer(_ value: JSONValue?, param: String) throws(ResponsesError) -> ContainerSpec {
@@ -261,19 +265,19 @@ public struct ResponseRequest: Sendable {
             return .id(id)
         case .object(let o)?:
             for key in o.keys.sorted() where !["type", "file_ids", "memory_limit", "network_policy"].contains(key) {
-                throw .invalid("unknown parameter \"\(param).\(key)\"", param: "\(param).\(key)", code: "unknown_parameter")
+                throw ResponsesError.invalid("unknown parameter \"\(param).\(key)\"", param: "\(param).\(key)", code: "unknown_parameter")
             }
             guard o["type"]?.stringValue == "auto" else {
-                throw .invalid("\"\(param).type\" must be \"auto\" (or give a container id as a string)", param: param + ".type")
+                throw ResponsesError.invalid("\"\(param).type\" must be \"auto\" (or give a container id as a string)", param: param + ".type")
             }
             var fileIds: [String] = []
             if let ids = o["file_ids"], !ids.isNull {
                 guard let array = ids.arrayValue, array.count <= 50 else {
-                    throw .invalid("\"\(param).file_ids\" must be an array of at most 50 file ids", param: param + ".file_ids")
+                    throw ResponsesError.invalid("\"\(param).file_ids\" must be an array of at most 50 file ids", param: param + ".file_ids")
                 }
                 for (i, id) in array.enumerated() {
                     guard let s = id.stringValue else {
-                        throw .invalid("\"\(param).file_ids[\(i)]\" must be a string", param: "\(param).file_ids[\(i)]")
+                        throw ResponsesError.invalid("\"\(param).file_ids[\(i)]\" must be a string", param: "\(param).file_ids[\(i)]")
                     }
                     fileIds.append(s)
                 }
@@ -281,34 +285,36 @@ public struct ResponseRequest: Sendable {
             var memory: String? = nil
             if let m = o["memory_limit"], !m.isNull {
                 guard let s = m.stringValue, ["1g", "4g", "16g", "64g"].contains(s) else {
-                    throw .invalid("\"\(param).memory_limit\" must be one of 1g, 4g, 16g, 64g", param: param + ".memory_limit")
+                    throw ResponsesError.invalid("\"\(param).memory_limit\" must be one of 1g, 4g, 16g, 64g", param: param + ".memory_limit")
                 }
                 memory = s
             }
             if let policy = o["network_policy"], !policy.isNull, policy["type"]?.stringValue != "disabled" {
-                throw .invalid("code here runs without network access; only {\"type\": \"disabled\"} is accepted",
+                throw ResponsesError.invalid("code here runs without network access; only {\"type\": \"disabled\"} is accepted",
                                param: param + ".network_policy")
             }
             return .auto(fileIds: fileIds, memoryLimit: memory)
         case nil, .null?:
-            throw .invalid("missing required parameter \"\(param)\" (a container id, or {\"type\": \"auto\"})", param: param,
+            throw ResponsesError.invalid("missing required parameter \"\(param)\" (a container id, or {\"type\": \"auto\"})", param: param,
                            code: "missing_required_parameter")
         case let v?:
-            throw .invalid("\"\(param)\" must be a container id or {\"type\": \"auto\"}, not \(v.typeName)", param: param)
+            throw ResponsesError.invalid("\"\(param)\" must be a container id or {\"type\": \"auto\"}, not \(v.typeName)", param: param)
         }
     }
 
+    static let nameCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-".unicodeScalars)
+
     static func parseFunction(_ t: [String: JSONValue], param: String) throws(ResponsesError) -> FunctionTool {
         guard let name = t["name"]?.stringValue, !name.isEmpty else {
-            throw .invalid("missing required parameter \"\(param).name\"", param: param + ".name", code: "missing_required_parameter")
+            throw ResponsesError.invalid("missing required parameter \"\(param).name\"", param: param + ".name", code: "missing_required_parameter")
         }
-        guard name.count <= 64, name.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "_" || $0 == "-" }) else {
-            throw .invalid("\"\(param).name\" must match ^[a-zA-Z0-9_-]{1,64}$", param: param + ".name")
+        guard name.count <= 64, name.unicodeScalars.allSatisfy(nameCharacters.contains) else {
+            throw ResponsesError.invalid("\"\(param).name\" must match ^[a-zA-Z0-9_-]{1,64}$", param: param + ".name")
         }
         var parameters: JSONValue? = nil
         if let p = t["parameters"], !p.isNull {
             guard p.objectValue != nil else {
-                throw .invalid("\"\(param).parameters\" must be a JSON Schema object", param: param + ".parameters")
+                throw ResponsesError.invalid("\"\(param).parameters\" must be a JSON Schema object", param: param + ".parameters")
             }
             parameters = p
         }

@@ -245,8 +245,8 @@ final class ResponseRunner {
                     return
                 }
                 if openMessage != nil { await finishMessage() }
-                call.isCode = codeEnabled && (ResponseRequest.codeToolAliases.contains(call.name)
-                                              || !request.functionTools.contains { $0.name == call.name } && request.functionTools.isEmpty)
+                // The code tool, or any name when it is the only tool (a model that calls it `python`, `run`...).
+                call.isCode = codeEnabled && (ResponseRequest.codeToolAliases.contains(call.name) || request.functionTools.isEmpty)
                 call.outputIndex = output.count
                 call.opened = true
                 callOrder.append(index)
@@ -411,33 +411,36 @@ final class ResponseRunner {
         output[index] = .object(item.merging(["status": "interpreting", "outputs": .null]) { $1 })
         await events.emit("response.code_interpreter_call.interpreting", ["output_index": .int(index), "item_id": itemId])
 
-        var notice = containerNotice
-        containerNotice = nil
-        var outcome: ToolOutcome
+        var outputs: [JSONValue] = []
         var status = "completed"
+        var modelText = "", modelTextImages = ""
         do {
             if try tool.engine.session(id: container) == nil {
                 throw ResponsesError.notFound("the container \(container) no longer exists (it expired or was deleted)")
             }
             let result = try await execute(ExecutionRequest(code: code, sessionId: container))
-            outcome = tool.describe(result, sessionId: container, notice: notice)
-            notice = nil
+            let outcome = tool.describe(result, sessionId: container, notice: containerNotice)
+            containerNotice = nil
+            let logs = Self.logs(outcome)
+            if !logs.isEmpty { outputs.append(["type": "logs", "logs": .string(logs)]) }
+            for image in outcome.images {
+                outputs.append(["type": "image", "url": .string("data:\(image.mimeType);base64,\(image.base64)")])
+            }
+            modelText = outcome.textOnly
+            modelTextImages = outcome.text
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             let text = "The sandbox failed to run the code: \(error). Nothing ran."
-            outcome = ToolOutcome(text: text, textOnly: text, images: [], files: [], isError: true, result: nil, sessionId: container)
+            logger.error("code run failed", metadata: ["error": "\(error)"])
+            outputs = [["type": "logs", "logs": .string(text)]]
+            modelText = text
+            modelTextImages = text
             status = "failed"
-        }
-        var outputs: [JSONValue] = []
-        let logs = Self.logs(outcome)
-        if !logs.isEmpty { outputs.append(["type": "logs", "logs": .string(logs)]) }
-        for image in outcome.images {
-            outputs.append(["type": "image", "url": .string("data:\(image.mimeType);base64,\(image.base64)")])
         }
         item["status"] = .string(status)
         item["outputs"] = .array(outputs)
-        item[Items.privateKey] = ["model_text": .string(outcome.textOnly), "model_text_images": .string(outcome.text)]
+        item[Items.privateKey] = ["model_text": .string(modelText), "model_text_images": .string(modelTextImages)]
         output[index] = .object(item)
         if status == "completed" {
             await events.emit("response.code_interpreter_call.completed", ["output_index": .int(index), "item_id": itemId])

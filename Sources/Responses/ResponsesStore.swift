@@ -115,9 +115,9 @@ public struct ResponsesStore: Sendable {
         var out: [StoredResponse] = []
         var next: String? = id
         var seen = Set<String>()
-        while let current = next, seen.insert(current).inserted, let response = try response(id: current) {
-            out.append(response)
-            next = response.previousResponseId
+        while let current = next, seen.insert(current).inserted, let stored = try response(id: current) {
+            out.append(stored)
+            next = stored.previousResponseId
         }
         return out.reversed()
     }

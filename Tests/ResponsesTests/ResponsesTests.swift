@@ -27,16 +27,20 @@ enum Fixture {
     static func run(_ body: JSONValue, turns: [AssistantTurn], service: ResponsesService? = nil) async throws
         -> (response: JSONValue, events: [JSONValue], service: ResponsesService) {
         let engine = self.engine
-        let service = try service ?? ResponsesService(tool: tool, upstream: ScriptedUpstream(turns: turns)) { request in
-            _ = try engine.addSessionFile(sessionId: request.sessionId!, name: "chart.png", bytes: Array("\u{89}PNG fake".utf8))
-            return ExecutionResult(id: "exec", sessionId: request.sessionId, status: .ok, stdout: "ran: \(request.code)\n",
-                                   result: ["text/plain": "42"])
-        }
+        let service = try service ?? makeService(turns: turns, engine: engine)
         let collected = Mutex<[JSONValue]>([])
         let prepared = try service.prepare(try ResponseRequest.parse(body))
         let sink = EventSink(send: { _, event in collected.withLock { $0.append(event) } })
         let response = try await service.run(prepared, sink: body["stream"] == true ? sink : nil, logger: Logger(label: "test"))
         return (response, collected.withLock { $0 }, service)
+    }
+
+    static func makeService(turns: [AssistantTurn], engine: ExecutionEngine) throws -> ResponsesService {
+        try ResponsesService(tool: tool, upstream: ScriptedUpstream(turns: turns), execute: { request in
+            _ = try engine.addSessionFile(sessionId: request.sessionId!, name: "chart.png", bytes: Array("PNG fake".utf8))
+            return ExecutionResult(id: "exec", sessionId: request.sessionId, status: .ok, stdout: "ran: \(request.code)\n",
+                                   result: ["text/plain": "42"])
+        })
     }
 
     static func call(_ id: String, _ name: String, _ arguments: String) -> JSONValue {

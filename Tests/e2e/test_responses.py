@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -442,6 +443,80 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
         self.assertEqual([m.id for m in self.client.models.list()], ["fake-model"])
 
 
+class ResponsesModel(BaseHTTPRequestHandler):
+    """A model server that speaks the Responses API (as OpenAI and Azure do), streamed: turn 1 calls
+    execute_python (arguments in pieces), turn 2 answers. Records every request body."""
+    protocol_version = "HTTP/1.1"
+    requests = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ResponsesModel.requests.append(body)
+        arguments = json.dumps({"code": "import math\nmath.factorial(5)"})
+        if len(ResponsesModel.requests) == 1:
+            item = {"type": "function_call", "id": "fc_up", "call_id": "call_up", "name": "execute_python", "arguments": ""}
+            events = [{"type": "response.created", "response": {"id": "resp_up", "status": "in_progress", "output": []}},
+                      {"type": "response.output_item.added", "output_index": 0, "item": item}]
+            events += [{"type": "response.function_call_arguments.delta", "output_index": 0, "item_id": "fc_up",
+                        "delta": arguments[i:i + 7]} for i in range(0, len(arguments), 7)]
+            done = dict(item, arguments=arguments)
+            events += [{"type": "response.output_item.done", "output_index": 0, "item": done},
+                       {"type": "response.completed", "response": {"id": "resp_up", "status": "completed", "output": [done],
+                                                                  "usage": {"input_tokens": 20, "output_tokens": 9}}}]
+        else:
+            text = "5! is 120."
+            events = [{"type": "response.output_item.added", "output_index": 0,
+                       "item": {"type": "message", "id": "msg_up", "role": "assistant", "content": []}}]
+            events += [{"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": text[i:i + 4]}
+                       for i in range(0, len(text), 4)]
+            events.append({"type": "response.completed", "response": {"id": "resp_up2", "status": "completed", "output": [
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}],
+                "usage": {"input_tokens": 30, "output_tokens": 4}}})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in events:
+            data = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class ResponsesUpstream(unittest.TestCase):
+    def test_a_responses_upstream_gets_a_function_tool_and_the_history_with_store_false(self):
+        model = ThreadingHTTPServer(("127.0.0.1", 0), ResponsesModel)
+        model.daemon_threads = True
+        threading.Thread(target=model.serve_forever, daemon=True).start()
+        server = Server(f"http://127.0.0.1:{model.server_port}/v1", extra=["--upstream-api", "responses"])
+        try:
+            ResponsesModel.requests = []
+            events = list(server.client().responses.create(model="gpt-test", input="What is 5!?", tools=CI, stream=True,
+                                                           include=["code_interpreter_call.outputs"]))
+            final = events[-1].response
+            self.assertEqual(events[-1].type, "response.completed")
+            self.assertEqual(final.output[0].type, "code_interpreter_call")
+            self.assertEqual(final.output[0].outputs[0].logs, "120")
+            self.assertEqual(final.output_text, "5! is 120.")
+            self.assertEqual((final.usage.input_tokens, final.usage.output_tokens), (50, 13))
+            self.assertGreater(len([e for e in events if e.type == "response.code_interpreter_call_code.delta"]), 1)
+            first, second = ResponsesModel.requests
+            self.assertIs(first["store"], False)
+            self.assertEqual(first["tools"][0]["type"], "function")
+            self.assertEqual(first["tools"][0]["name"], "execute_python")
+            self.assertEqual(first["input"][0]["role"], "user")
+            kinds = [i["type"] for i in second["input"]]
+            self.assertEqual(kinds, ["message", "function_call", "function_call_output"])
+            self.assertEqual(second["input"][1]["call_id"], second["input"][2]["call_id"])
+            self.assertIn("120", second["input"][2]["output"][0]["text"])
+        finally:
+            server.stop()
+            model.shutdown()
+
+
 class ConversationsAcrossARestart(unittest.TestCase):
     def test_conversation_survives_a_restart(self):
         model = ThreadingHTTPServer(("127.0.0.1", 0), Model)
@@ -493,3 +568,24 @@ class ConversationsAcrossARestart(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ExampleAgainstTheBundledDemoModel(unittest.TestCase):
+    """examples/responses_code_interpreter.py against the suite's shared `codeinterp serve`, which has no upstream
+    configured: the bundled scripted demo model answers, offline."""
+
+    @unittest.skipUnless(os.environ.get("CODEINTERP_URL"), "needs the shared server (scripts/test starts it)")
+    def test_example_streams_code_and_saves_the_cited_chart(self):
+        out = tempfile.mkdtemp()
+        run = subprocess.run([sys.executable, os.path.join(ROOT, "examples/responses_code_interpreter.py"),
+                              "Chart the sales", "--out", out], capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ))
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn("--- code ---", run.stdout)
+        self.assertIn("12 rows, total sales 1340", run.stdout)
+        self.assertIn("[figure, ", run.stdout, "the open figure came back as an image output")
+        self.assertIn("saved chart.png", run.stdout)
+        with open(os.path.join(out, "chart.png"), "rb") as f:
+            self.assertTrue(f.read().startswith(b"\x89PNG"))
+        with open(os.path.join(out, "sales.csv")) as f:
+            self.assertTrue(f.read().startswith("region,quarter,sales"))
