@@ -152,7 +152,7 @@ public final class ResponsesService: Sendable {
             "previous_response_id": r.previousResponseId.map { .string($0) } ?? .null,
             "conversation": r.conversationId.map { ["id": .string($0)] } ?? .null,
             "tools": .array(r.toolsJSON), "tool_choice": r.toolChoice, "parallel_tool_calls": .bool(r.parallelToolCalls),
-            "temperature": r.temperature.map { .double($0) } ?? 1.0, "top_p": r.topP.map { .double($0) } ?? 1.0,
+            "temperature": .double(r.temperature ?? 1), "top_p": .double(r.topP ?? 1),
             "max_output_tokens": r.maxOutputTokens.map { .int($0) } ?? .null, "max_tool_calls": .null,
             "metadata": .object(r.metadata), "store": .bool(r.store), "background": false,
             "text": r.text ?? ["format": ["type": "text"], "verbosity": "medium"], "truncation": "disabled",

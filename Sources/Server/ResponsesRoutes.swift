@@ -129,7 +129,7 @@ extension CodeInterpServer {
         router.delete("/v1/conversations/{id}") { [self] _, context in
             let id = try context.parameters.require("id")
             let service = try responsesService()
-            do { return toolJSON(try await service.deleteConversation(id: id)) } catch { throw APIError(error) }
+            do { return toolJSON(try await service.deleteConversation(id: id)) } catch let error as ResponsesError { throw APIError(error) }
         }
         router.get("/v1/conversations/{id}/items") { [self] request, context in
             let id = try context.parameters.require("id")
@@ -179,9 +179,9 @@ extension CodeInterpServer {
     }
 
     /// Runs `body` with the service, mapping its errors to the envelope.
-    func responses<T>(_ body: (ResponsesService) throws(ResponsesError) -> T) throws -> T {
+    func responses<T>(_ body: (ResponsesService) throws -> T) throws -> T {
         let service = try responsesService()
-        do { return try body(service) } catch { throw APIError(error) }
+        do { return try body(service) } catch let error as ResponsesError { throw APIError(error) }
     }
 
     func modelObjects() async -> [JSONValue] {
@@ -221,13 +221,11 @@ extension CodeInterpServer {
         case nil, .null?: return []
         case .array(let items)?:
             guard items.count <= 20 else { throw APIError.invalidRequest("at most 20 items may be added at once", param: param) }
-            do {
-                return try items.enumerated().map { i, item throws(ResponsesError) in
-                    try Items.normalizeItem(item, param: "\(param)[\(i)]")
-                }
-            } catch {
-                throw APIError(error)
+            var out: [JSONValue] = []
+            for (i, item) in items.enumerated() {
+                do { out.append(try Items.normalizeItem(item, param: "\(param)[\(i)]")) } catch { throw APIError(error) }
             }
+            return out
         case let v?:
             throw APIError.invalidRequest("\"\(param)\" must be an array of items, not \(v.typeName)", param: param)
         }
