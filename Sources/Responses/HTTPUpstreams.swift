@@ -136,7 +136,21 @@ public struct ChatCompletionsUpstream: ModelUpstream {
         }
         if let t = request.temperature { body["temperature"] = .double(t) }
         if let p = request.topP { body["top_p"] = .double(p) }
-        if let m = request.maxOutputTokens { body["max_tokens"] = .int(m) }
+        if let m = request.maxOutputTokens {
+            // OpenAI's own endpoint refuses max_tokens for its reasoning models; the servers people run locally
+            // (Ollama, llama.cpp, LM Studio) know max_tokens.
+            body[endpoint.baseURL.contains("api.openai.com") ? "max_completion_tokens" : "max_tokens"] = .int(m)
+        }
+        // Structured output: the Responses `text.format` as Chat Completions' `response_format`.
+        if let format = request.text?["format"], let type = format["type"]?.stringValue {
+            if type == "json_object" {
+                body["response_format"] = ["type": "json_object"]
+            } else if type == "json_schema" {
+                var schema: [String: JSONValue] = ["name": format["name"] ?? "response", "schema": format["schema"] ?? [:]]
+                if let strict = format["strict"], !strict.isNull { schema["strict"] = strict }
+                body["response_format"] = ["type": "json_schema", "json_schema": .object(schema)]
+            }
+        }
         return .object(body)
     }
 
@@ -261,6 +275,7 @@ public struct ResponsesAPIUpstream: ModelUpstream {
         if let t = request.temperature { body["temperature"] = .double(t) }
         if let p = request.topP { body["top_p"] = .double(p) }
         if let m = request.maxOutputTokens { body["max_output_tokens"] = .int(m) }
+        if let text = request.text { body["text"] = text }
         return .object(body)
     }
 

@@ -79,6 +79,9 @@ final class ResponseRunner {
     private(set) var usage = TokenUsage()
     private var containerId: String?
     private var containerNotice: String?
+    /// Figures the code displayed that no message has cited yet: the next message cites each at 0..0, as
+    /// OpenAI does, so that a backend finds them among the annotations and downloads them like linked files.
+    private var uncitedFigures: [FileReference] = []
 
     // The turn being streamed.
     private var openMessage: (index: Int, id: String, text: String)?
@@ -166,7 +169,7 @@ final class ResponseRunner {
                 model: request.model, instructions: request.instructions, items: history + output,
                 tools: last ? [] : offeredTools, toolChoice: last ? "none" : upstreamToolChoice,
                 temperature: request.temperature, topP: request.topP, maxOutputTokens: request.maxOutputTokens,
-                parallelToolCalls: request.parallelToolCalls)
+                parallelToolCalls: request.parallelToolCalls, text: request.text)
             let turn: UpstreamTurn
             do {
                 turn = try await upstream.turn(upstreamRequest) { event in
@@ -336,13 +339,21 @@ final class ResponseRunner {
     }
 
     func citations(in text: String) -> [JSONValue] {
-        guard text.contains("sandbox:/mnt/data/"), let containerId,
-              let files = try? tool.engine.sessionFiles(sessionId: containerId) else { return [] }
-        let resolved = LinkResolver.citations(in: text, files: files.map(FileReference.init), containerId: containerId)
-        return resolved.citations.map {
-            ["type": "container_file_citation", "container_id": .string($0.containerId), "file_id": .string($0.fileId),
-             "filename": .string($0.filename), "start_index": .int($0.startIndex), "end_index": .int($0.endIndex)]
+        guard let containerId else { return [] }
+        var out: [JSONValue] = []
+        if text.contains("sandbox:/mnt/data/"), let files = try? tool.engine.sessionFiles(sessionId: containerId) {
+            let resolved = LinkResolver.citations(in: text, files: files.map(FileReference.init), containerId: containerId)
+            out = resolved.citations.map {
+                ["type": "container_file_citation", "container_id": .string($0.containerId), "file_id": .string($0.fileId),
+                 "filename": .string($0.filename), "start_index": .int($0.startIndex), "end_index": .int($0.endIndex)]
+            }
         }
+        for figure in uncitedFigures {
+            out.append(["type": "container_file_citation", "container_id": .string(containerId), "file_id": .string(figure.id),
+                        "filename": .string(figure.name), "start_index": 0, "end_index": 0])
+        }
+        uncitedFigures = []
+        return out
     }
 
     // MARK: Calls
@@ -425,6 +436,7 @@ final class ResponseRunner {
             if !logs.isEmpty { outputs.append(["type": "logs", "logs": .string(logs)]) }
             for image in outcome.images {
                 outputs.append(["type": "image", "url": .string("data:\(image.mimeType);base64,\(image.base64)")])
+                uncitedFigures.append(image.file)
             }
             modelText = outcome.textOnly
             modelTextImages = outcome.text

@@ -75,6 +75,8 @@ public struct UpstreamRequest: Sendable {
     public var topP: Double?
     public var maxOutputTokens: Int?
     public var parallelToolCalls: Bool
+    /// The request's `text` (its `format` asks for JSON or a JSON schema).
+    public var text: JSONValue?
 }
 
 /// Why a model call failed, said in terms the caller can act on.

@@ -217,3 +217,46 @@ struct ResponseLoopTests {
         #expect(two.response["output"]?.arrayValue?.first?["content"]?.arrayValue?.first?["text"] == "It is sunny in Oslo.")
     }
 }
+
+@Suite("Responses: upstream streams")
+struct UpstreamStreamTests {
+    @Test func chatToolCallDeltasSplitAcrossChunksAreMerged() throws {
+        var state = ChatTurnState()
+        let chunks: [JSONValue] = [
+            ["choices": [["index": 0, "delta": ["role": "assistant", "content": "Let me "]]]],
+            ["choices": [["index": 0, "delta": ["content": "see."]]]],
+            ["choices": [["index": 0, "delta": ["tool_calls": [["index": 0, "id": "call_9", "type": "function",
+                                                                  "function": ["name": "execute_python", "arguments": ""]]]]]]],
+            ["choices": [["index": 0, "delta": ["tool_calls": [["index": 0, "function": ["arguments": "{\"code\": \"1"]]]]]]],
+            ["choices": [["index": 0, "delta": ["tool_calls": [["index": 0, "function": ["arguments": " + 1\"}"]]]]]]],
+            ["choices": [["index": 0, "delta": [:], "finish_reason": "tool_calls"]]],
+            ["choices": [], "usage": ["prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17]],
+        ]
+        var events: [UpstreamEvent] = []
+        for chunk in chunks { events += try state.feed(chunk: chunk) }
+        #expect(events.first == .text("Let me "))
+        #expect(events.last == .toolCall(index: 0, id: "call_9", name: "execute_python", argumentsDelta: " + 1\"}"))
+        #expect(state.turn == UpstreamTurn(text: "Let me see.", toolCalls: [
+            UpstreamToolCall(id: "call_9", name: "execute_python", arguments: #"{"code": "1 + 1"}"#)],
+            usage: TokenUsage(input: 12, output: 5)))
+        #expect(throws: UpstreamError.self) { try state.feed(chunk: ["error": ["message": "overloaded"]]) }
+    }
+
+    @Test func upstreamFailuresBecomeOpenAIErrors() {
+        let limited = UpstreamHTTP.httpError(status: 429, body: Array(#"{"error":{"message":"slow"}}"#.utf8), retryAfter: "7", url: "u")
+        #expect(limited.apiError.status == 429)
+        #expect(limited.apiError.retryAfter == 7)
+        #expect(limited.apiError.type == "rate_limit_error")
+        let refused = UpstreamHTTP.httpError(status: 401, body: [], retryAfter: nil, url: "u")
+        #expect(refused.apiError.status == 502, "the caller's key is fine: the server's upstream key is not")
+        #expect(refused.apiError.code == "upstream_authentication_failed")
+        #expect(UpstreamHTTP.httpError(status: 503, body: [], retryAfter: nil, url: "u").apiError.code == "upstream_error")
+    }
+
+    @Test func theBundledDemoIsTheExampleScript() throws {
+        let example = try Data(contentsOf: Fixture.packageRoot.appendingPathComponent("examples/scripted-demo.json"))
+        #expect(Array(example) == PackageResources.scripted_demo_json,
+                "Sources/Responses/scripted-demo.json must be a copy of examples/scripted-demo.json")
+        #expect(try ScriptedUpstream.demo().turns.count == 3)
+    }
+}

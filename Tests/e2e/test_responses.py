@@ -113,7 +113,10 @@ class Model(BaseHTTPRequestHandler):
         for n, event in enumerate(events):
             if drop is not None and n == drop:
                 self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self.close_connection = True
                 return
             data = f"data: {event}\n\n".encode()
@@ -203,6 +206,7 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
     def tearDownClass(cls):
         cls.server.stop()
         cls.model.shutdown()
+        cls.model.server_close()
 
     def setUp(self):
         with Model.lock:
@@ -266,7 +270,8 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
         self.assertEqual(response.usage.input_tokens, 11)
 
         text = response.output[2].content[0]
-        citation = text.annotations[0]
+        self.assertEqual(len(text.annotations), 2, text.annotations)
+        citation, figure = text.annotations
         self.assertEqual(citation.type, "container_file_citation")
         self.assertEqual(citation.container_id, call.container_id)
         self.assertEqual(citation.filename, "chart.png")
@@ -276,6 +281,11 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
         # The chart downloads through the container files API, as from OpenAI.
         png = self.client.containers.files.content.retrieve(citation.file_id, container_id=citation.container_id).read()
         self.assertTrue(png.startswith(b"\x89PNG"))
+        # The figure plt.show() displayed is cited too (zero-width at 0, as OpenAI does) and downloads the same way.
+        self.assertEqual((figure.type, figure.start_index, figure.end_index), ("container_file_citation", 0, 0))
+        self.assertNotEqual(figure.file_id, citation.file_id)
+        shown = self.client.containers.files.content.retrieve(figure.file_id, container_id=figure.container_id).read()
+        self.assertEqual(shown, base64.b64decode(images[0].split(",", 1)[1]))
 
         # What the model was sent: the key, code_interpreter as a function tool, then the code's result.
         with Model.lock:
@@ -353,6 +363,27 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
         self.assertEqual(messages[-1], {"role": "tool", "tool_call_id": "call_w", "content": '{"sky": "sunny", "c": 21}'})
         names = [t["function"]["name"] for t in self.sent()[0]["tools"]]
         self.assertEqual(names, ["execute_python", "get_weather"])
+
+    def test_request_parameters_reach_the_model_and_come_back(self):
+        truncated = json_text_turn('{"answer": 4')
+        truncated["json"]["choices"][0]["finish_reason"] = "length"
+        self.play(truncated)
+        response = self.client.responses.create(
+            model="m", instructions="Answer in JSON.", input="2+2?", max_output_tokens=64, temperature=0.2,
+            text={"format": {"type": "json_object"}}, metadata={"ticket": "T-1"}, store=False)
+        body = self.sent()[0]
+        self.assertEqual(body["messages"][0], {"role": "system", "content": "Answer in JSON."})
+        self.assertEqual((body["max_tokens"], body["temperature"]), (64, 0.2))
+        self.assertEqual(body["response_format"], {"type": "json_object"})
+        self.assertNotIn("tools", body, "no tools were given, so none are offered")
+        self.assertEqual(response.status, "incomplete")
+        self.assertEqual(response.incomplete_details.reason, "max_output_tokens")
+        self.assertEqual(response.output_text, '{"answer": 4')
+        self.assertEqual((response.instructions, response.metadata, response.temperature, response.max_output_tokens),
+                         ("Answer in JSON.", {"ticket": "T-1"}, 0.2, 64))
+        self.assertIs(response.store, False)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(response.id)
 
     # MARK: the model server failing
 
@@ -515,6 +546,7 @@ class ResponsesUpstream(unittest.TestCase):
         finally:
             server.stop()
             model.shutdown()
+            model.server_close()
 
 
 class ConversationsAcrossARestart(unittest.TestCase):
@@ -564,6 +596,7 @@ class ConversationsAcrossARestart(unittest.TestCase):
         finally:
             server.stop()
             model.shutdown()
+            model.server_close()
 
 
 if __name__ == "__main__":
