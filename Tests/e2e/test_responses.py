@@ -77,6 +77,12 @@ class Model(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # codeinterp closed a kept-alive connection (it stopped, or a test dropped the stream)
+
     def do_GET(self):
         if self.path.endswith("/models"):
             self.reply(200, {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "test"}]})
@@ -483,6 +489,12 @@ class ResponsesModel(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # codeinterp closed a kept-alive connection (it stopped, or a test dropped the stream)
+
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         ResponsesModel.requests.append(body)
@@ -601,6 +613,52 @@ class ConversationsAcrossARestart(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PerUserChatExampleAcrossARestart(unittest.TestCase):
+    def test_each_user_continues_their_chain_and_container_after_a_restart(self):
+        model = ThreadingHTTPServer(("127.0.0.1", 0), Model)
+        model.daemon_threads = True
+        threading.Thread(target=model.serve_forever, daemon=True).start()
+        server = Server(f"http://127.0.0.1:{model.server_port}/v1")
+        state = os.path.join(tempfile.mkdtemp(), "state.json")
+
+        def chat(user, text):
+            run = subprocess.run([sys.executable, os.path.join(ROOT, "examples/responses_per_user_chat.py"), user, text],
+                                 capture_output=True, text=True, timeout=120,
+                                 env=dict(os.environ, CODEINTERP_URL=server.url, CODEINTERP_API_KEY=KEY, STATE=state))
+            self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+            return json.loads(run.stdout)
+
+        try:
+            with Model.lock:
+                Model.requests = []
+                Model.script = [code_turn("open('notes.txt', 'w').write('blue')"),
+                                text_turn("Saved: [notes.txt](sandbox:/mnt/data/notes.txt)"),
+                                code_turn("open('notes.txt').read()"), text_turn("Your note says blue."),
+                                text_turn("Hello Bob.")]
+            first = chat("alice", "remember blue")
+            self.assertEqual(first["text"], "Saved: [notes.txt](sandbox:/mnt/data/notes.txt)")
+            self.assertEqual([f["filename"] for f in first["files"]], ["notes.txt"])
+            server.stop()
+            server.start()
+            second = chat("alice", "what was my note?")
+            self.assertEqual(second["text"], "Your note says blue.")
+            with Model.lock:
+                bodies = [body for _, body in Model.requests]
+            # After the restart the model still got alice's whole chain, and her container still had the file.
+            self.assertEqual(bodies[2]["messages"][1], {"role": "user", "content": "remember blue"})
+            self.assertIn("'blue'", [m for m in bodies[3]["messages"] if m["role"] == "tool"][-1]["content"])
+            self.assertEqual(chat("bob", "hi")["text"], "Hello Bob.")
+            with Model.lock:
+                bob = Model.requests[-1][1]["messages"]
+            self.assertEqual([m["role"] for m in bob], ["system", "user"], "bob's chain is his own")
+            with open(state) as f:
+                self.assertEqual(set(json.load(f)), {"alice", "bob"})
+        finally:
+            server.stop()
+            model.shutdown()
+            model.server_close()
 
 
 class ExampleAgainstTheBundledDemoModel(unittest.TestCase):
