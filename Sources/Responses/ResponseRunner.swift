@@ -440,9 +440,9 @@ final class ResponseRunner {
             }
             modelText = outcome.textOnly
             modelTextImages = outcome.text
-        } catch is CancellationError {
-            throw CancellationError()
         } catch {
+            // The caller went away: the engine stopped the code; the loop ends here.
+            if error is CancellationError || Task.isCancelled { throw CancellationError() }
             let text = "The sandbox failed to run the code: \(error). Nothing ran."
             logger.error("code run failed", metadata: ["error": "\(error)"])
             outputs = [["type": "logs", "logs": .string(text)]]

@@ -70,6 +70,10 @@ final class StartSignal: Sendable {
         return true
     }
 
+    var isResolved: Bool {
+        state.withLock { if case .done = $0 { return true } else { return false } }
+    }
+
     func wait() async -> APIError? {
         await withCheckedContinuation { c in
             let ready: APIError?? = state.withLock { state in
@@ -277,6 +281,15 @@ extension CodeInterpServer {
             frame.writeString("\n\n")
             continuation.yield(frame)
         }, started: { start.resolve(nil) })
+        // While the code runs nothing else is written: a comment every second finds a client that went away
+        // (the write fails), and keeps proxies from closing an idle stream. SSE clients skip comments.
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled || !start.isResolved { continue }
+                continuation.yield(ByteBuffer(string: ": keep-alive\n\n"))
+            }
+        }
         let task = Task {
             do {
                 _ = try await service.run(prepared, sink: sink, logger: logger)
@@ -284,6 +297,7 @@ extension CodeInterpServer {
                 let apiError = (error as? ResponsesError).map(APIError.init) ?? APIError.from(error)
                 start.resolve(apiError)
             }
+            heartbeat.cancel()
             start.resolve(nil)
             continuation.finish()
         }

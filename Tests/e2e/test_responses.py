@@ -444,6 +444,35 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
             self.client.responses.create(model="m", input="hi")
         self.assertEqual(caught.exception.body["code"], "upstream_disconnected")
 
+    def test_a_client_that_goes_away_stops_the_loop(self):
+        self.play(code_turn("import time\ntime.sleep(60)\nprint('too late')"), text_turn("never sent"))
+        stream = self.client.responses.create(model="m", input="wait a minute", tools=CI, stream=True)
+        response_id = container = None
+        for event in stream:
+            if event.type == "response.created":
+                response_id = event.response.id
+            if event.type == "response.output_item.added" and event.item.type == "code_interpreter_call":
+                container = event.item.container_id
+            if event.type == "response.code_interpreter_call.interpreting":
+                break
+        stream.close()
+        started = time.time()
+        # The sleeping cell is stopped: the container's next cell runs at once instead of waiting behind it
+        # (for the profile's 30 s wall limit).
+        while True:
+            status, result = self.server.raw("POST", "/v1/execute", {"code": "print('free')", "session_id": container})
+            # The engine may still be tearing the stopped cell down for a moment.
+            if status != 503 or time.time() - started > 15:
+                break
+            time.sleep(0.5)
+        self.assertEqual(status, 200, result)
+        self.assertIn("free", result["stdout"])
+        self.assertLess(time.time() - started, 15)
+        # The model is not asked again, and nothing half-done is stored.
+        self.assertEqual(len(self.sent()), 1)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(response_id)
+
     # MARK: bad requests
 
     def test_bad_requests_get_openais_error_envelope(self):
