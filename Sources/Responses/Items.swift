@@ -225,6 +225,23 @@ public enum Items {
         return messages
     }
 
+    /// The files a request's input attaches (`input_file` parts): a stored file's id, or inline `file_data`
+    /// (base64, or a `data:` URL) with its `filename`.
+    static func attachedFiles(_ items: [JSONValue]) -> [(fileId: String?, name: String?, data: [UInt8]?)] {
+        var out: [(fileId: String?, name: String?, data: [UInt8]?)] = []
+        for item in items where item["type"]?.stringValue == "message" {
+            for part in item["content"]?.arrayValue ?? [] where part["type"]?.stringValue == "input_file" {
+                if let id = part["file_id"]?.stringValue {
+                    out.append((id, part["filename"]?.stringValue, nil))
+                } else if let raw = part["file_data"]?.stringValue, let name = part["filename"]?.stringValue {
+                    let base64 = raw.hasPrefix("data:") ? String(raw.drop(while: { $0 != "," }).dropFirst()) : raw
+                    if let data = Data(base64Encoded: base64) { out.append((nil, name, Array(data))) }
+                }
+            }
+        }
+        return out
+    }
+
     static func userContent(_ parts: [JSONValue]) -> JSONValue {
         if parts.allSatisfy({ $0["type"]?.stringValue == "input_text" }) { return .string(text(of: parts)) }
         var out: [JSONValue] = []
@@ -238,7 +255,7 @@ public enum Items {
                 }
             case "input_file":
                 let name = part["filename"]?.stringValue ?? part["file_id"]?.stringValue ?? "file"
-                out.append(["type": "text", "text": .string("[attached file: \(name)]")])
+                out.append(["type": "text", "text": .string("[attached file: \(name); the Python tool finds it at /mnt/data/\(name)]")])
             default:
                 out.append(["type": "text", "text": .string(part["text"]?.stringValue ?? "")])
             }

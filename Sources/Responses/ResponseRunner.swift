@@ -386,6 +386,14 @@ final class ResponseRunner {
         case nil:
             throw ResponsesError.server("no code_interpreter tool in this request")
         }
+        // Files the request's input attaches are put in the container, as OpenAI does.
+        for file in Items.attachedFiles(request.input) {
+            if let id = file.fileId {
+                _ = try tool.engine.addSessionFile(sessionId: containerId!, fileId: id)
+            } else if let name = file.name, let data = file.data {
+                _ = try tool.engine.addSessionFile(sessionId: containerId!, name: name, bytes: data)
+            }
+        }
         return containerId!
     }
 

@@ -75,6 +75,21 @@ public final class ResponsesService: Sendable {
             case nil:
                 break
             }
+            // An attached stored file must exist; its name is what the model is told to open.
+            var request = request
+            for (i, item) in request.input.enumerated() where item["type"]?.stringValue == "message" {
+                guard case .object(var message) = item, var parts = message["content"]?.arrayValue else { continue }
+                for (k, part) in parts.enumerated() where part["type"]?.stringValue == "input_file" {
+                    guard let id = part["file_id"]?.stringValue, case .object(var p) = part else { continue }
+                    guard let file = try tool.engine.store.file(id: id) else {
+                        throw ResponsesError.notFound("File with id '\(id)' not found.", param: "input[\(i)].content[\(k)].file_id")
+                    }
+                    if p["filename"] == nil { p["filename"] = .string(file.name) }
+                    parts[k] = .object(p)
+                }
+                message["content"] = .array(parts)
+                request.input[i] = .object(message)
+            }
             if history.isEmpty && request.input.isEmpty {
                 throw ResponsesError.invalid("\"input\" is empty: send a message (a string or items)", param: "input")
             }

@@ -505,6 +505,20 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
         self.assertEqual(response.output[0].container_id, container.id)
         self.assertEqual(response.output[0].outputs[0].logs, "6")
 
+    def test_a_file_attached_to_the_input_is_in_the_container(self):
+        csv = base64.b64encode(b"x\n5\n6\n").decode()
+        self.play(code_turn("import pandas as pd\nint(pd.read_csv('nums.csv').x.sum())"), text_turn("Eleven."))
+        response = self.client.responses.create(model="m", tools=CI, include=["code_interpreter_call.outputs"], input=[
+            {"role": "user", "content": [{"type": "input_text", "text": "Sum x"},
+                                         {"type": "input_file", "filename": "nums.csv", "file_data": f"data:text/csv;base64,{csv}"}]}])
+        self.assertEqual(response.output[0].outputs[0].logs, "11")
+        user = self.sent()[0]["messages"][0]["content"]
+        self.assertEqual(user[1], {"type": "text", "text": "[attached file: nums.csv; the Python tool finds it at /mnt/data/nums.csv]"})
+        with self.assertRaises(openai.NotFoundError) as caught:
+            self.client.responses.create(model="m", tools=CI, input=[{"role": "user", "content": [
+                {"type": "input_file", "file_id": "00000000-0000-0000-0000-000000000000"}]}])
+        self.assertEqual(caught.exception.param, "input[0].content[0].file_id")
+
     def test_models_lists_the_upstreams(self):
         self.assertEqual([m.id for m in self.client.models.list()], ["fake-model"])
 
