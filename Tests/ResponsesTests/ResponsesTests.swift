@@ -260,3 +260,64 @@ struct UpstreamStreamTests {
         #expect(try ScriptedUpstream.demo().turns.count == 3)
     }
 }
+
+/// A model that writes `text` and then fails (or fails at once when `text` is empty).
+struct FailingUpstream: ModelUpstream {
+    let text: String
+    let error: UpstreamError
+    var label: String { "failing" }
+    func models() async -> [String] { [] }
+    func turn(_ request: UpstreamRequest, onEvent: (UpstreamEvent) async throws -> Void) async throws -> UpstreamTurn {
+        if !text.isEmpty { try await onEvent(.text(text)) }
+        throw error
+    }
+}
+
+@Suite("Responses: a failing model")
+struct FailingModelTests {
+    func run(_ upstream: FailingUpstream, stream: Bool) async throws -> (Result<JSONValue, any Error>, [JSONValue], Bool) {
+        let service = try ResponsesService(tool: Fixture.tool, upstream: upstream)
+        let events = Mutex<[JSONValue]>([])
+        let started = Mutex(false)
+        let sink = EventSink(send: { _, e in events.withLock { $0.append(e) } }, started: { started.withLock { $0 = true } })
+        let prepared = try service.prepare(try ResponseRequest.parse(["model": "m", "input": "hi", "stream": .bool(stream)]))
+        let result: Result<JSONValue, any Error>
+        do { result = .success(try await service.run(prepared, sink: stream ? sink : nil, logger: Logger(label: "t"))) } catch {
+            result = .failure(error)
+        }
+        return (result, events.withLock { $0 }, started.withLock { $0 })
+    }
+
+    @Test func beforeAnyOutputNothingIsSentAndTheErrorIsThrown() async throws {
+        let (result, events, started) = try await run(FailingUpstream(text: "", error: UpstreamError(.rateLimited, "slow", retryAfter: 3)),
+                                                      stream: true)
+        #expect(events.isEmpty, "response.created was held back, so the caller can still answer 429")
+        #expect(!started)
+        guard case .failure(let error as ResponsesError) = result else { Issue.record("expected an error"); return }
+        #expect(error.status == 429)
+        #expect(error.retryAfter == 3)
+    }
+
+    @Test func afterOutputTheStreamEndsWithResponseFailed() async throws {
+        let (result, events, started) = try await run(FailingUpstream(text: "Partial", error: UpstreamError(.disconnected, "broke off")),
+                                                      stream: true)
+        #expect(started)
+        #expect(events.first?["type"] == "response.created")
+        #expect(events.contains { $0["type"] == "response.output_text.delta" && $0["delta"] == "Partial" })
+        let last = try #require(events.last)
+        #expect(last["type"] == "response.failed")
+        #expect(last["response"]?["status"] == "failed")
+        #expect(last["response"]?["error"]?["code"] == "upstream_disconnected")
+        #expect(last["response"]?["output"]?.arrayValue?.first?["status"] == "incomplete")
+        #expect(events.map { $0["sequence_number"] } == (0..<events.count).map { .int($0) })
+        guard case .success(let response) = result else { Issue.record("expected the failed response"); return }
+        #expect(response["status"] == "failed")
+    }
+
+    @Test func notStreamedEveryFailureIsAnError() async throws {
+        let (result, _, _) = try await run(FailingUpstream(text: "Partial", error: UpstreamError(.server, "500")), stream: false)
+        guard case .failure(let error as ResponsesError) = result else { Issue.record("expected an error"); return }
+        #expect(error.status == 502)
+        #expect(error.code == "upstream_error")
+    }
+}
