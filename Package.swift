@@ -50,7 +50,7 @@ let package = Package(
         ]),
         // The HTTP service: native API, OpenAI-compatible containers and files, SSE, auth, metrics.
         .target(name: "Server", dependencies: [
-            "Sandbox", "FileStore", "InterpreterCore", "Tools",
+            "Sandbox", "FileStore", "InterpreterCore", "Tools", "Responses",
             .product(name: "MCP", package: "swift-sdk"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "MultipartKit", package: "multipart-kit"),
@@ -66,8 +66,16 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The Responses and Conversations APIs: OpenAI's hosted code_interpreter emulated in front of any model
+        // (a Chat Completions or Responses upstream, or a scripted one), with their state in the engine's database.
+        .target(name: "Responses", dependencies: [
+            "Tools", "Sandbox", "FileStore", "InterpreterCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ], resources: [.embedInCode("scripted-demo.json")]),
         .target(name: "Commands", dependencies: [
-            "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Server", "Tools",
+            "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Server", "Tools", "Responses",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -89,6 +97,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "ResponsesTests", dependencies: ["Responses", "Tools", "Sandbox", "FileStore", "InterpreterCore"]),
         .testTarget(name: "ToolsTests", dependencies: ["Tools", "Sandbox", "FileStore", "InterpreterCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

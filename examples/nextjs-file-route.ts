@@ -4,6 +4,8 @@
 //
 // Env (server side only): CODEINTERP_URL (e.g. http://127.0.0.1:8080), CODEINTERP_API_KEY.
 // Alternative without a proxy: the `url` codeinterp puts in results is already signed and works in <img src>.
+// With the Responses API, the `file_id` of a `container_file_citation` annotation (a chart the answer links, or a
+// figure it displayed) is such an id: link the browser to /api/files/<file_id>.
 //
 // Check who may read the file (e.g. that it belongs to the user's conversation) before proxying.
 

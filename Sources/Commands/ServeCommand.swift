@@ -2,6 +2,7 @@ import ArgumentParser
 import FileStore
 import Foundation
 import Logging
+import Responses
 import Sandbox
 import Server
 
@@ -43,6 +44,23 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Option(name: .customLong("upstream-base-url"),
+            help: "The model behind /v1/responses: a Chat Completions or Responses server (e.g. http://localhost:11434/v1).")
+    var upstreamBaseURL: String?
+
+    @Option(name: .customLong("upstream-api"), help: "What the upstream speaks: chat (default) or responses.")
+    var upstreamAPI: String?
+
+    @Option(name: .customLong("upstream-api-key-env"), help: "The NAME of the environment variable holding the upstream's API key.")
+    var upstreamAPIKeyEnv: String?
+
+    @Option(name: .customLong("upstream-script"),
+            help: "Replay this script of assistant turns (format of examples/scripted-demo.json) instead of calling a model.")
+    var upstreamScript: String?
+
+    @Option(name: .customLong("upstream-model"), help: "Send this model name upstream in place of each request's model.")
+    var upstreamModel: String?
+
     @OptionGroup var engineOptions: EngineOptions
 
     func run() async throws {
@@ -57,6 +75,11 @@ struct ServeCommand: AsyncParsableCommand {
         overrides.maxQueuedExecutions = maxQueued
         overrides.rateLimitPerMinute = rateLimit
         overrides.logLevel = logLevel
+        overrides.upstreamBaseURL = upstreamBaseURL
+        overrides.upstreamAPI = upstreamAPI
+        overrides.upstreamAPIKeyEnv = upstreamAPIKeyEnv
+        overrides.upstreamScript = upstreamScript
+        overrides.upstreamModel = upstreamModel
         let environment = ProcessInfo.processInfo.environment
         var settings: ServerConfiguration
         let configFile: String?
@@ -87,7 +110,13 @@ struct ServeCommand: AsyncParsableCommand {
             keyNote = "\(key)  (\(created ? "generated and saved" : "read from") \(dataDirectory)/api-key)"
         }
         let secret = try URLSigner.loadOrCreateSecret(dataDirectory: dataDirectory)
-        let server = CodeInterpServer(configuration: settings, engine: engine, secret: secret, logger: logger)
+        let upstream: any ModelUpstream
+        do {
+            upstream = try settings.makeUpstream(environment: environment)
+        } catch let error as ConfigurationError {
+            throw ValidationError("configuration: \(error.description)")
+        }
+        let server = CodeInterpServer(configuration: settings, engine: engine, secret: secret, logger: logger, upstream: upstream)
 
         let announce = Task {
             let port = await server.waitUntilListening()
@@ -96,6 +125,7 @@ struct ServeCommand: AsyncParsableCommand {
                 lines += "  (listening on \(settings.host):\(port))\n"
             }
             lines += "  API key: \(keyNote)\n"
+            lines += "  model for /v1/responses: \(upstream.label)\(settings.upstreamScript == nil && settings.upstreamBaseURL == nil ? " (the bundled demo; set upstream_base_url for a real model)" : "")\n"
             if let configFile { lines += "  config: \(configFile)\n" }
             lines += "  data: \(dataDirectory)\n"
             FileHandle.standardOutput.write(Data(lines.utf8))

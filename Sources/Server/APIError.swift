@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Responses
 import Sandbox
 
 /// Every error the API returns: `{"error":{"message","type","param","code"}}` (all four keys, null when unknown),
@@ -90,6 +91,8 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         switch error {
         case let e as APIError:
             return e
+        case let e as ResponsesError:
+            return APIError(e)
         case let e as EngineError:
             return from(engine: e)
         case let e as FileStoreError:

@@ -5,6 +5,7 @@ import Hummingbird
 import InterpreterCore
 import Logging
 import NIOCore
+import Responses
 import Sandbox
 import ServiceLifecycle
 import Synchronization
@@ -20,6 +21,9 @@ public final class CodeInterpServer: Sendable {
     let limiter: RateLimiter
     let startedAt = Date()
     let toolState = ToolState()
+    let responsesState = ResponsesState()
+    /// The model behind `/v1/responses`.
+    let upstream: any ModelUpstream
     private let boundPort = Mutex<Int?>(nil)
     private let portWaiters = Mutex<[CheckedContinuation<Int, Never>]>([])
     private let serviceGroup = Mutex<ServiceGroup?>(nil)
@@ -27,8 +31,12 @@ public final class CodeInterpServer: Sendable {
     /// - Parameters:
     ///   - engine: a started or not yet started engine; `run` starts it before listening.
     ///   - secret: the URL-signing secret (see `URLSigner.loadOrCreateSecret`).
-    public init(configuration: ServerConfiguration, engine: ExecutionEngine, secret: [UInt8], logger: Logger) {
+    ///   - upstream: the model behind `/v1/responses` (`ServerConfiguration.makeUpstream`); nil: the bundled
+    ///     scripted demo model.
+    public init(configuration: ServerConfiguration, engine: ExecutionEngine, secret: [UInt8], logger: Logger,
+                upstream: (any ModelUpstream)? = nil) {
         self.configuration = configuration
+        self.upstream = upstream ?? ((try? ScriptedUpstream.demo()) ?? ScriptedUpstream(turns: []))
         self.engine = engine
         self.logger = logger
         signer = URLSigner(secret: secret, ttlSeconds: configuration.signedURLTTLSeconds)
@@ -130,6 +138,7 @@ public final class CodeInterpServer: Sendable {
 
         addSessionRoutes(to: router)
         addToolRoutes(to: router)
+        addResponsesRoutes(to: router)
         return router
     }
 

@@ -68,6 +68,7 @@ enum OpenAPIDocument {
                       response: ("200", json, ref("Deleted"))),
         ]
         ops += toolOperations
+        ops += responsesOperations
         guard includeSessions else { return ops }
         ops += [
             Operation(method: "post", path: "/v1/sessions", summary: "Create a session: a stateful interpreter with its own /mnt/data.",
@@ -111,6 +112,51 @@ enum OpenAPIDocument {
                       errors: ["401", "404", "416"]),
         ]
         return ops
+    }
+
+    /// The Responses and Conversations APIs and the model list (ResponsesRoutes.swift).
+    static var responsesOperations: [Operation] {
+        let includeQuery: [(name: String, schema: JSONValue, description: String)] = [
+            ("include", type("string"), "`code_interpreter_call.outputs` shows the logs and images of code runs."),
+        ]
+        func body(_ schema: String) -> JSONValue {
+            .object(["required": true, "content": .object([json: .object(["schema": ref(schema)])])])
+        }
+        return [
+            Operation(method: "post", path: "/v1/responses",
+                      summary: "OpenAI Responses API in front of the configured model. A `code_interpreter` tool runs here, in the request's container (an id, or `{\"type\":\"auto\"}`: one per conversation or response chain); `function` tools pass through. `stream: true` answers with Server-Sent Events.",
+                      tag: "responses", requestBody: body("ResponseCreate"), response: ("200", json, ref("Response")),
+                      errors: ["400", "401", "404", "413", "415", "429", "502"]),
+            Operation(method: "get", path: "/v1/responses/{id}", summary: "A stored response.", tag: "responses",
+                      query: includeQuery, response: ("200", json, ref("Response"))),
+            Operation(method: "delete", path: "/v1/responses/{id}", summary: "Delete a stored response.", tag: "responses",
+                      response: ("200", json, ref("Deleted"))),
+            Operation(method: "get", path: "/v1/responses/{id}/input_items", summary: "The input items of a response.",
+                      tag: "responses", query: listQuery + includeQuery, response: ("200", json, ref("ItemList"))),
+            Operation(method: "post", path: "/v1/conversations", summary: "Create a conversation (optional `items`, `metadata`).",
+                      tag: "conversations",
+                      requestBody: .object(["content": .object([json: .object(["schema": ref("ConversationCreate")])])]),
+                      response: ("200", json, ref("Conversation")), errors: ["400", "401", "415", "429"]),
+            Operation(method: "get", path: "/v1/conversations/{id}", summary: "A conversation.", tag: "conversations",
+                      response: ("200", json, ref("Conversation"))),
+            Operation(method: "post", path: "/v1/conversations/{id}", summary: "Replace a conversation's metadata.",
+                      tag: "conversations",
+                      requestBody: body("ConversationUpdate"), response: ("200", json, ref("Conversation"))),
+            Operation(method: "delete", path: "/v1/conversations/{id}", summary: "Delete a conversation, its items and its automatic container.",
+                      tag: "conversations", response: ("200", json, ref("Deleted"))),
+            Operation(method: "get", path: "/v1/conversations/{id}/items", summary: "A conversation's items.", tag: "conversations",
+                      query: listQuery + includeQuery, response: ("200", json, ref("ItemList"))),
+            Operation(method: "post", path: "/v1/conversations/{id}/items", summary: "Add items (at most 20) to a conversation.",
+                      tag: "conversations", requestBody: body("ConversationItemsCreate"), response: ("200", json, ref("ItemList"))),
+            Operation(method: "get", path: "/v1/conversations/{id}/items/{item_id}", summary: "One item of a conversation.",
+                      tag: "conversations", query: includeQuery, response: ("200", json, type("object"))),
+            Operation(method: "delete", path: "/v1/conversations/{id}/items/{item_id}", summary: "Delete an item; answers with the conversation.",
+                      tag: "conversations", response: ("200", json, ref("Conversation"))),
+            Operation(method: "get", path: "/v1/models", summary: "The configured model(s).", tag: "models",
+                      response: ("200", json, object(["object": type("string"), "data": array(ref("Model"))])), errors: ["401", "429"]),
+            Operation(method: "get", path: "/v1/models/{id}", summary: "One configured model.", tag: "models",
+                      response: ("200", json, ref("Model"))),
+        ]
     }
 
     static let sseOrJSON: JSONValue = .object(["description": "A JSON-RPC message (as JSON-RPC over SSE for POSTed requests)."])
@@ -222,6 +268,33 @@ enum OpenAPIDocument {
                 ])),
                 "unresolved": array(type("string")),
             ], required: ["text", "annotations", "unresolved"]),
+            "ResponseCreate": object([
+                "model": type("string"), "input": .object(["description": "A string, or an array of items (messages, function_call_output, earlier outputs)."]),
+                "instructions": type("string"), "tools": array(type("object", "`{type: code_interpreter, container}` or `{type: function, name, parameters}`.")),
+                "tool_choice": .object(["description": "auto, none, required, or a tool."]), "include": array(type("string")),
+                "previous_response_id": type("string"), "conversation": .object(["description": "A conversation id or {id}."]),
+                "store": type("boolean"), "stream": type("boolean"), "max_output_tokens": type("integer"),
+                "temperature": type("number"), "top_p": type("number"), "metadata": type("object"),
+                "parallel_tool_calls": type("boolean"),
+            ], required: ["model"]),
+            "Response": object([
+                "id": type("string"), "object": type("string"), "created_at": type("integer"),
+                "status": .object(["type": "string", "enum": ["completed", "failed", "in_progress", "incomplete"]]),
+                "model": type("string"), "output": array(type("object", "message, code_interpreter_call or function_call items.")),
+                "previous_response_id": nullable("string"), "conversation": .object(["type": .array(["object", "null"])]),
+                "instructions": nullable("string"), "tools": array(type("object")), "usage": .object(["type": .array(["object", "null"])]),
+                "error": .object(["type": .array(["object", "null"])]), "store": type("boolean"), "metadata": type("object"),
+            ], required: ["id", "object", "created_at", "status", "model", "output"]),
+            "ItemList": object(["object": type("string"), "data": array(type("object")), "first_id": nullable("string"),
+                                "last_id": nullable("string"), "has_more": type("boolean")],
+                               required: ["object", "data", "first_id", "last_id", "has_more"]),
+            "ConversationCreate": object(["items": array(type("object")), "metadata": type("object")]),
+            "ConversationUpdate": object(["metadata": type("object")], required: ["metadata"]),
+            "ConversationItemsCreate": object(["items": array(type("object"))], required: ["items"]),
+            "Conversation": object(["id": type("string"), "object": type("string"), "created_at": type("integer"),
+                                    "metadata": type("object")], required: ["id", "object", "created_at", "metadata"]),
+            "Model": object(["id": type("string"), "object": type("string"), "created": type("integer"), "owned_by": type("string")],
+                            required: ["id", "object", "created", "owned_by"]),
             "ContainerList": list("Container"),
             "ContainerFileList": list("ContainerFile"),
         ]
@@ -279,7 +352,8 @@ enum OpenAPIDocument {
     static let errorDescriptions = [
         "400": "Malformed JSON or an invalid field (the error names it).", "401": "Missing or invalid API key.",
         "403": "Invalid or expired signed URL, or an MCP Origin not allowed.", "404": "Unknown id.", "413": "Body, code or upload too large.",
-        "406": "The Accept header lacks what MCP needs.", "415": "Unsupported content type.", "416": "Range not satisfiable.", "429": "Rate limit or execution queue full (see Retry-After).",
+        "406": "The Accept header lacks what MCP needs.", "415": "Unsupported content type.", "416": "Range not satisfiable.", "429": "Rate limit or execution queue full, or the model server rate limits (see Retry-After).",
+        "502": "The model server failed (refused this server's key, answered 5xx, or broke off its stream).",
     ]
 
     /// Unique by construction: the method and the path's words (`get_v1_files_id_content`).

@@ -49,6 +49,17 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var dataDirectory: String?
     /// swift-log level: trace, debug, info, notice, warning, error, critical.
     public var logLevel = "info"
+    /// The model behind `/v1/responses`: base URL of a Chat Completions or Responses server
+    /// (`https://api.openai.com/v1`, `http://localhost:11434/v1`); nil: a scripted model.
+    public var upstreamBaseURL: String?
+    /// `chat` (Chat Completions) or `responses` (the Responses API, with `store: false`).
+    public var upstreamAPI = "chat"
+    /// The NAME of the environment variable that holds the upstream's API key (the key itself is never configured).
+    public var upstreamAPIKeyEnv: String?
+    /// A script of assistant turns (the format of `examples/scripted-demo.json`) replayed instead of a model.
+    public var upstreamScript: String?
+    /// The model name sent upstream in place of each request's `model` (a local server's own name); nil: as asked.
+    public var upstreamModel: String?
 
     public init() {}
 
@@ -76,6 +87,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         ("max_queued_executions", "CODEINTERP_MAX_QUEUED_EXECUTIONS"),
         ("sweep_interval_s", "CODEINTERP_SWEEP_INTERVAL_S"), ("shutdown_grace_s", "CODEINTERP_SHUTDOWN_GRACE_S"),
         ("slots", "CODEINTERP_SLOTS"), ("session_slots", "CODEINTERP_SESSION_SLOTS"), ("data_dir", "CODEINTERP_DATA_DIR"), ("log_level", "CODEINTERP_LOG_LEVEL"),
+        ("upstream_base_url", "CODEINTERP_UPSTREAM_BASE_URL"), ("upstream_api", "CODEINTERP_UPSTREAM_API"),
+        ("upstream_api_key_env", "CODEINTERP_UPSTREAM_API_KEY_ENV"), ("upstream_script", "CODEINTERP_UPSTREAM_SCRIPT"),
+        ("upstream_model", "CODEINTERP_UPSTREAM_MODEL"),
     ]
 
     /// Values given on the command line; nil means "not given".
@@ -90,6 +104,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         public var maxQueuedExecutions: Int?
         public var rateLimitPerMinute: Int?
         public var logLevel: String?
+        public var upstreamBaseURL: String?
+        public var upstreamAPI: String?
+        public var upstreamAPIKeyEnv: String?
+        public var upstreamScript: String?
+        public var upstreamModel: String?
         public init() {}
     }
 
@@ -149,7 +168,8 @@ public struct ServerConfiguration: Sendable, Equatable {
             case "api_keys", "cors_origins":
                 value = .array(raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                     .filter { !$0.isEmpty }.map { .string($0) })
-            case "host", "public_url", "data_dir", "log_level":
+            case "host", "public_url", "data_dir", "log_level", "upstream_base_url", "upstream_api", "upstream_api_key_env",
+                 "upstream_script", "upstream_model":
                 value = .string(raw)
             default:
                 guard let n = Int(raw.trimmingCharacters(in: .whitespaces)) else {
@@ -172,6 +192,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let v = o.maxQueuedExecutions { maxQueuedExecutions = v }
         if let v = o.rateLimitPerMinute { rateLimitPerMinute = v }
         if let v = o.logLevel { logLevel = v }
+        if let v = o.upstreamBaseURL { upstreamBaseURL = v }
+        if let v = o.upstreamAPI { upstreamAPI = v }
+        if let v = o.upstreamAPIKeyEnv { upstreamAPIKeyEnv = v }
+        if let v = o.upstreamScript { upstreamScript = v }
+        if let v = o.upstreamModel { upstreamModel = v }
     }
 
     private mutating func set(key: String, value: JSONValue, source: String) throws {
@@ -216,6 +241,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "session_slots": sessionSlots = isNull ? nil : try int()
         case "data_dir": dataDirectory = isNull ? nil : try string()
         case "log_level": logLevel = try string()
+        case "upstream_base_url": upstreamBaseURL = isNull ? nil : try string()
+        case "upstream_api": upstreamAPI = try string()
+        case "upstream_api_key_env": upstreamAPIKeyEnv = isNull ? nil : try string()
+        case "upstream_script": upstreamScript = isNull ? nil : try string()
+        case "upstream_model": upstreamModel = isNull ? nil : try string()
         default: throw ConfigurationError("\(source): unknown key")
         }
     }
@@ -252,6 +282,20 @@ public struct ServerConfiguration: Sendable, Equatable {
         try nonNegative("shutdown_grace_s", shutdownGraceSeconds)
         if let slots { try positive("slots", slots) }
         if let sessionSlots { try positive("session_slots", sessionSlots) }
+        if let upstreamBaseURL {
+            guard let url = URL(string: upstreamBaseURL), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw ConfigurationError("upstream_base_url must be an absolute http(s) URL such as http://localhost:11434/v1 (got \"\(upstreamBaseURL)\")")
+            }
+        }
+        if !["chat", "responses"].contains(upstreamAPI) {
+            throw ConfigurationError("upstream_api must be \"chat\" (Chat Completions) or \"responses\" (got \"\(upstreamAPI)\")")
+        }
+        if upstreamScript != nil && upstreamBaseURL != nil {
+            throw ConfigurationError("upstream_script and upstream_base_url are both set: choose the scripted model or the model server")
+        }
+        if let name = upstreamAPIKeyEnv, name.isEmpty || name.contains(where: { !($0.isLetter || $0.isNumber || $0 == "_") }) {
+            throw ConfigurationError("upstream_api_key_env is the NAME of an environment variable (like OPENAI_API_KEY), not the key itself")
+        }
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         if !levels.contains(logLevel) {
             throw ConfigurationError("log_level must be one of \(levels.joined(separator: ", ")) (got \"\(logLevel)\")")

@@ -113,7 +113,11 @@ extension CodeInterpServer {
 
     /// A JSON object body whose keys are all in `allowed` (an unknown one is a 400 that names it).
     func toolRequestBody(_ request: Request, allowed: Set<String>) async throws -> [String: JSONValue] {
-        let data = try await jsonBody(request)
+        try objectBody(try await jsonBody(request), allowed: allowed)
+    }
+
+    /// `toolRequestBody` for a body already collected.
+    func objectBody(_ data: Data, allowed: Set<String>) throws -> [String: JSONValue] {
         let value: JSONValue
         do {
             value = try JSONValue.parse(data)

@@ -96,6 +96,18 @@ public enum LinkResolver {
 
     public static func resolve(_ text: String, files: [FileReference], containerId: String,
                                urls: any FileURLProvider) -> ResolvedText {
+        scan(text, files: files, containerId: containerId, urls: urls)
+    }
+
+    /// The citations of the `sandbox:/mnt/data/...` links in `text` without rewriting it (what OpenAI's Responses
+    /// API does: the text keeps `sandbox:` links and each `container_file_citation` spans one of them). The
+    /// citations' `url` is empty.
+    public static func citations(in text: String, files: [FileReference], containerId: String) -> ResolvedText {
+        scan(text, files: files, containerId: containerId, urls: nil)
+    }
+
+    static func scan(_ text: String, files: [FileReference], containerId: String,
+                     urls: (any FileURLProvider)?) -> ResolvedText {
         var byPath: [String: FileReference] = [:]
         for file in files { byPath[file.relativePath] = file }
         let scalars = Array(text.unicodeScalars)
@@ -135,10 +147,15 @@ public enum LinkResolver {
                 candidateEnd -= 1
             }
             if let match {
-                let url = urls.url(for: match)
+                let url = urls?.url(for: match) ?? ""
                 let start = outCount
-                out.append(contentsOf: url.unicodeScalars)
-                outCount += url.unicodeScalars.count
+                if urls == nil {
+                    out.append(contentsOf: scalars[i..<candidateEnd])
+                    outCount += candidateEnd - i
+                } else {
+                    out.append(contentsOf: url.unicodeScalars)
+                    outCount += url.unicodeScalars.count
+                }
                 citations.append(FileCitation(containerId: containerId, fileId: match.id, filename: match.name,
                                               startIndex: start, endIndex: outCount, url: url))
                 i = candidateEnd

@@ -52,6 +52,52 @@ struct ConfigurationTests {
         #expect(config.baseURL(boundPort: 3333) == "https://env.example")
     }
 
+    @Test func theUpstreamModelIsConfiguredByFileEnvironmentOrFlags() throws {
+        let dir = try tempDir()
+        let file = dir + "/server.json"
+        try #"{"upstream_base_url": "http://localhost:11434/v1", "upstream_api": "responses", "upstream_model": "qwen"}"#
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        var flags = ServerConfiguration.Overrides()
+        flags.upstreamModel = "llama"
+        let (config, _) = try ServerConfiguration.resolve(
+            configFile: file, environment: ["CODEINTERP_UPSTREAM_API_KEY_ENV": "MY_KEY"], overrides: flags,
+            defaultDataDirectory: dir)
+        #expect(config.upstreamBaseURL == "http://localhost:11434/v1")
+        #expect(config.upstreamAPI == "responses")
+        #expect(config.upstreamAPIKeyEnv == "MY_KEY")
+        #expect(config.upstreamModel == "llama")
+        #expect(try config.makeUpstream(environment: ["MY_KEY": "sk-1"]).label == "responses at http://localhost:11434/v1")
+        // The variable it names must be set: the key is never in the configuration itself.
+        #expect(throws: ConfigurationError.self) { try config.makeUpstream(environment: [:]) }
+        // Nothing configured: the bundled demo model.
+        let (plain, _) = try ServerConfiguration.resolve(configFile: nil, environment: [:], overrides: .init(),
+                                                         defaultDataDirectory: dir)
+        #expect(try plain.makeUpstream(environment: [:]).label == "scripted (3 turns)")
+    }
+
+    @Test func badUpstreamSettingsAreRefusedByName() throws {
+        func problem(_ env: [String: String]) -> String? {
+            do {
+                _ = try ServerConfiguration.resolve(configFile: nil, environment: env, overrides: .init(),
+                                                    defaultDataDirectory: "/nonexistent")
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(problem(["CODEINTERP_UPSTREAM_API": "completions"])?.contains("upstream_api") == true)
+        #expect(problem(["CODEINTERP_UPSTREAM_BASE_URL": "localhost:11434"])?.contains("upstream_base_url") == true)
+        #expect(problem(["CODEINTERP_UPSTREAM_API_KEY_ENV": "sk-live-123"])?.contains("NAME of an environment variable") == true)
+        #expect(problem(["CODEINTERP_UPSTREAM_BASE_URL": "http://x/v1", "CODEINTERP_UPSTREAM_SCRIPT": "s.json"]) != nil)
+        #expect(problem(["CODEINTERP_UPSTREAM_BASE_URL": "http://x/v1", "CODEINTERP_UPSTREAM_API": "chat"]) == nil)
+        let dir = try tempDir()
+        try #"{"upstream_ap": "chat"}"#.write(toFile: dir + "/c.json", atomically: true, encoding: .utf8)
+        #expect(throws: ConfigurationError.self) {
+            try ServerConfiguration.resolve(configFile: dir + "/c.json", environment: [:], overrides: .init(),
+                                            defaultDataDirectory: dir)
+        }
+    }
+
     @Test func configJSONInTheDataDirectoryIsFoundWithoutAFlag() throws {
         let dir = try tempDir()
         try #"{"port": 4444}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
