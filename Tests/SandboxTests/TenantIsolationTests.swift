@@ -148,7 +148,8 @@ struct TenantIsolationTests {
     }
 
     @Test func forkBehavesAsInPython() async throws {
-        let r = try await EngineFixture.run("import os\nprint('pid is', os.fork() != 0, flush=True)\n'main'")
+        // One write per process (a line formatted first), so the two lines cannot interleave in the pipe.
+        let r = try await EngineFixture.run("import os\nprint(f'pid is {os.fork() != 0}', flush=True)\n'main'")
         #expect(r.status == .ok, "\(r.status) \(r.error?.value ?? "")")
         #expect(r.stdout.contains("pid is True"))
         #expect(r.stdout.contains("pid is False"))
