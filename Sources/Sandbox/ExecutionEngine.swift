@@ -253,6 +253,8 @@ public final class ExecutionEngine: Sendable {
         // Files are collected once nothing of the execution can still touch them.
         let exit = await warm.child.waitForExit()
         warm.child.closeDescriptors()
+        // The caller went away and the child was killed for it: there is no result to give anyone.
+        try Task.checkCancellation()
         stages.runMs = elapsedMs(since: started)
         let report = try childReport(run, exit: exit, fresh: true, cpuMsBefore: 0, session: false, limits: limits)
         started = monotonicNow()
@@ -381,6 +383,7 @@ public final class ExecutionEngine: Sendable {
             }
         }
         stages.runMs = elapsedMs(since: started)
+        try Task.checkCancellation()
         let report = try childReport(run, exit: exit, fresh: fresh, cpuMsBefore: interpreter!.cpuMs, session: true, limits: limits)
         started = monotonicNow()
         var result = assemble(id: request.id, report: report, run: run, limits: limits, sessionId: session.id)

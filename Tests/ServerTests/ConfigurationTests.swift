@@ -217,7 +217,10 @@ struct ServeCommandTests {
             try await client.post("/v1/execute", key: key, json: #"{"code": "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nprint('finished')"}"#)
         }
         var inFlight = false
-        for _ in 0..<1500 where !inFlight {  // waits for the engine to start (preloading), which is slow under load
+        // Waits for the engine to start (preloading, slow on a loaded machine): bounded by time, not by a count of
+        // polls, whose own duration grows with the load.
+        let deadline = Date().addingTimeInterval(240)
+        while !inFlight && Date() < deadline {
             let health = try await client.body("/healthz")
             inFlight = health.contains("\"executions_in_flight\":1")
             if !inFlight { try await Task.sleep(for: .milliseconds(20)) }
