@@ -192,6 +192,12 @@ int ci_unblock_all_signals_and_reset(void) {
     return sigprocmask(SIG_SETMASK, &set, NULL);
 }
 
+int ci_block_all_signals(void) {
+    sigset_t set;
+    sigfillset(&set);
+    return sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 int ci_wifexited(int status) { return WIFEXITED(status); }
 int ci_wexitstatus(int status) { return WEXITSTATUS(status); }
 int ci_wifsignaled(int status) { return WIFSIGNALED(status); }

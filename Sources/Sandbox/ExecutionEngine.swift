@@ -250,9 +250,16 @@ public final class ExecutionEngine: Sendable {
         started = monotonicNow()
         let lowerMemory = limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil
         let run = await warm.child.run(code: request.code, limits: limits, memoryBytes: lowerMemory, output: output)
-        // Files are collected once nothing of the execution can still touch them.
-        let exit = await warm.child.waitForExit()
-        warm.child.closeDescriptors()
+        // Files are collected once nothing of the execution can touch them: when the child said it was alone and
+        // exiting (its teardown then happens off the request path), else once the kernel has ended all of it.
+        var exit: ChildExit?
+        if run.complete && run.usage?.alone == true {
+            let child = warm.child
+            child.onExit { child.closeDescriptors() }
+        } else {
+            exit = await warm.child.waitForExit()
+            warm.child.closeDescriptors()
+        }
         // The caller went away and the child was killed for it: there is no result to give anyone.
         try Task.checkCancellation()
         stages.runMs = elapsedMs(since: started)
@@ -307,7 +314,11 @@ public final class ExecutionEngine: Sendable {
             throw error
         }
         let slots = childSlots
-        child.onExit { slots.release(slot) }
+        // A refill that found no free slot gave up: the slot coming back is its cue to try again.
+        child.onExit { [weak self] in
+            slots.release(slot)
+            self?.pool.refill(key)
+        }
         return WarmChild(child: child, slot: slot, workdir: workdir)
     }
 

@@ -135,6 +135,9 @@ struct CellRun: Sendable {
 struct CellUsage: Decodable, Sendable {
     var cpu_ms: Int
     var max_rss_kb: Int
+    /// A one-shot child said it was the last thread of the last process of its execution, with every signal
+    /// blocked, about to exit: nothing of the user's can run any more.
+    var alone: Bool?
 }
 
 extension SandboxChild {

@@ -114,10 +114,13 @@ final class WarmPool: Sendable {
         }
         guard wanted > 0 else { return }
         Task.detached(priority: .utility) { [self] in
-            for _ in 0..<wanted {
+            for i in 0..<wanted {
                 var made: WarmChild?
                 do { made = try await make(key, false) } catch {
-                    if state.withLock({ $0.stopped }) { break }
+                    if state.withLock({ $0.stopped }) {
+                        state.withLock { $0.refilling[key, default: wanted - i] -= wanted - i }
+                        break
+                    }
                     logger.warning("warm pool: cannot fork a child ahead of demand; executions fork on demand meanwhile",
                                    metadata: ["profile": "\(key.profileName)", "error": "\(error)"])
                 }
@@ -151,7 +154,13 @@ final class WarmPool: Sendable {
                         discard(made)
                     }
                 }
-                if made == nil { break }
+                if made == nil {
+                    // No slot or no worker now: give the other reservations back (a slot coming free, or the next
+                    // execution, refills again).
+                    let rest = wanted - i - 1
+                    state.withLock { $0.refilling[key, default: rest] -= rest }
+                    break
+                }
             }
         }
     }

@@ -241,7 +241,16 @@ final class Zygote {
             getrusage(RUSAGE_CHILDREN.rawValue, &children)
             let cpuMs = milliseconds(me.ru_utime) + milliseconds(me.ru_stime)
                 + milliseconds(children.ru_utime) + milliseconds(children.ru_stime)
-            let usage = "{\"cpu_ms\":\(cpuMs),\"max_rss_kb\":\(max(me.ru_maxrss, children.ru_maxrss))}"
+            // A one-shot child that is alone now (one thread, no other process in its namespace, no signal handler
+            // of the user's able to run) can change nothing any more: the engine may collect /mnt/data without
+            // waiting for the kernel to tear this process down.
+            var alone = false
+            if oneShot {
+                ci_block_all_signals()
+                alone = ci_thread_count() == 1
+                    && (directoryEntryNames(atPath: "/proc") ?? []).filter({ $0.allSatisfy(\.isNumber) }) == ["\(getpid())"]
+            }
+            let usage = "{\"cpu_ms\":\(cpuMs),\"max_rss_kb\":\(max(me.ru_maxrss, children.ru_maxrss)),\"alone\":\(alone)}"
             guard writeAll(result, [0] + Array(usage.utf8) + [0]) else { _exit(0) }
             if oneShot { _exit(0) }
         }

@@ -49,6 +49,8 @@ private enum HostCgroups {
 /// optionally in a pid namespace of its own, as another container or a CLI run under `unshare` would be.
 private func cgroupEngine(_ label: String, cgroupName: String, ownPidNamespace: Bool, uidBase: UInt32) throws -> ExecutionEngine {
     var config = EngineFixture.smallConfiguration("cgroups-\(label)", uidBase: uidBase, preload: [])
+    // Slot groups are emptied between executions only without children waiting in them.
+    config.warmChildren = 0
     let script = "\(config.dataDirectory)-worker.sh"
     let launch = ownPidNamespace ? "exec unshare --pid --fork --kill-child --mount-proc " : "exec "
     // Close-on-exec: a process another suite forks meanwhile must not hold the script open for writing, or

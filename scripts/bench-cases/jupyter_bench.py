@@ -35,7 +35,8 @@ def run(client, code):
 
 def main():
     n = int(sys.argv[sys.argv.index("--requests") + 1]) if "--requests" in sys.argv else 40
-    manager, client = start_new_kernel(kernel_name="python3", extra_env={"MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"})
+    os.environ.update({"MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"})  # the kernel inherits these
+    manager, client = start_new_kernel(kernel_name="python3")
     try:
         chart = open(os.path.join(CASES, "chart.py")).read()
         run(client, "x = 0")

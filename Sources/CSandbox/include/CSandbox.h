@@ -49,6 +49,8 @@ ssize_t ci_recv_with_fds(int socket, void *buffer, size_t length, int *fds, int 
 int ci_signalfd_sigchld(void);
 void ci_drain_signalfd(int fd);
 int ci_unblock_all_signals_and_reset(void);
+/// Blocks every signal that can be blocked (a one-shot child's last steps run nothing of the user's).
+int ci_block_all_signals(void);
 
 /// waitpid status decoding (macros in C).
 int ci_wifexited(int status);
