@@ -39,11 +39,14 @@ def descendants(pid):
 
 
 def zygote_children(server_pid):
-    # server -> worker (waits in the host's pid namespace) -> zygote -> children
-    for worker in children(server_pid):
-        for zygote in children(worker):
-            return zygote, children(zygote)
-    return None, []
+    # server -> worker (waits in the host's pid namespace) -> zygote -> children: the zygote is the descendant
+    # with the most children (the worker may not be the server's first child).
+    best = (None, [])
+    for pid in descendants(server_pid):
+        kids = children(pid)
+        if len(kids) > len(best[1]):
+            best = (pid, kids)
+    return best
 
 
 def post(conn, key, path, body):
