@@ -213,23 +213,30 @@ struct ServeCommandTests {
         #expect(try await client.get("/metrics", key: key) == 200)
 
         // SIGTERM while an execution runs: it finishes and its caller gets the result, then the process exits 0.
-        let running = Task {
-            try await client.post("/v1/execute", key: key, json: #"{"code": "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nprint('finished')"}"#)
+        // Streamed, so the test knows the code is running from its own output (no polling that load can outrun).
+        var request = HTTPClientRequest(url: url + "/v1/execute?stream=true")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(key)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"code": "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nprint('finished')"}"#))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(240))
+        #expect(response.status.code == 200)
+        var reader = SSEReader(iterator: response.body.makeAsyncIterator())
+        var sawStart = false
+        while !sawStart, let event = try await reader.next() {
+            sawStart = event.name == "stdout" && event.data.contains("started")
         }
-        var inFlight = false
-        // Waits for the engine to start (preloading, slow on a loaded machine): bounded by time, not by a count of
-        // polls, whose own duration grows with the load.
-        let deadline = Date().addingTimeInterval(240)
-        while !inFlight && Date() < deadline {
-            let health = try await client.body("/healthz")
-            inFlight = health.contains("\"executions_in_flight\":1")
-            if !inFlight { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(sawStart)
+        kill(first.pid, SIGTERM)
+        var result: [String: Any]?
+        while result == nil, let event = try await reader.next() {
+            if event.name == "result" { result = try event.json() }
         }
-        #expect(inFlight)
-        let exit = stop(first)
-        let (status, body) = try await running.value
-        #expect(status == 200, "\(body)")
-        #expect(body.contains("\"stdout\":\"started\\nfinished\\n\""), "\(body)")
+        var status: Int32 = 0
+        while waitpid(first.pid, &status, 0) < 0 && errno == EINTR {}
+        let exit = Subprocess.exitCode(status)
+        #expect(result?["status"] as? String == "ok", "\(String(describing: result))")
+        #expect(result?["stdout"] as? String == "started\nfinished\n", "\(String(describing: result))")
         #expect(exit == 0, "\(first.stderr())")
         #expect(first.stderr().contains("stopping the sandbox engine"))
 
