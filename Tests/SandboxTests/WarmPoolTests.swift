@@ -76,8 +76,10 @@ struct WarmPoolTests {
         }
         #expect(results.allSatisfy { $0.status == .ok }, "\(results.map(\.status))")
         #expect(Set(results.compactMap { $0.result?["text/plain"] }).count == burst)
-        // Every execution had a child of its own, never one used before.
-        #expect(engine.pool.stats.spawned + engine.pool.stats.misses >= before.spawned + before.misses + burst)
+        // Every execution took a child of its own: a waiting one or one forked on demand (other suites share the
+        // pool, so at least `burst`).
+        let after = engine.pool.stats
+        #expect((after.hits - before.hits) + (after.misses - before.misses) >= burst, "\(before) → \(after)")
         #expect(try await eventually { engine.pool.stats.idle >= engine.pool.target }, "\(engine.pool.stats)")
     }
 
