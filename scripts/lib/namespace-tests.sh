@@ -10,7 +10,10 @@ swift test --skip-build "$@"
 
 # The sandbox again as an unprivileged user: the zygote then builds everything in a user namespace, with one
 # host uid for every execution. Tenants must stay as far apart as they do under root.
-if [ $# -eq 0 ] && [ -n "${UNPRIVILEGED_USER:-}" ]; then
+if [ $# -eq 0 ] && [ -n "${UNPRIVILEGED_USER:-}" ] \
+   && ! runuser -u "$UNPRIVILEGED_USER" -- test -x "$ROOT/.build/debug/codeinterpPackageTests.xctest" -a -r "$ROOT/sandbox-profiles/default.json"; then
+  log "SKIPPED: the sandbox tests as $UNPRIVILEGED_USER (this checkout, $ROOT, is not readable by other users)"
+elif [ $# -eq 0 ] && [ -n "${UNPRIVILEGED_USER:-}" ]; then
   log "sandbox tests as the unprivileged user $UNPRIVILEGED_USER (user namespaces)"
   runuser -u "$UNPRIVILEGED_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 \
     CODEINTERP_TEST_UNPRIVILEGED=1 \
