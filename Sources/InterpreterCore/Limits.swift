@@ -1,5 +1,5 @@
 /// Resource limits of one execution. Profiles set them; a request may lower (never raise) them.
-public struct Limits: Codable, Sendable, Equatable {
+public struct Limits: Codable, Sendable, Hashable {
     /// Wall-clock seconds before the execution is killed with status `timeout`.
     public var wallSeconds: Double
     /// CPU seconds (RLIMIT_CPU) across the execution's processes.

@@ -215,14 +215,14 @@ public final class ExecutionEngine: Sendable {
             }
         }
 
-        let queued = monotonicNow()
+        let queued = monotonicSeconds()
         let (profile, filter, limits) = try plan(request, profileName: request.profile)
         let ticket = try await runs.acquire()
         defer { runs.release(ticket) }
         var stages = StageTimes(queueMs: elapsedMs(since: queued))
         let id = request.id
 
-        var started = monotonicNow()
+        var started = monotonicSeconds()
         _ = try await readyWorker(filter)
         let key = PoolKey(profileName: request.profile, filterKey: filter.key, network: request.network && profile.network,
                           limits: profile.limits)
@@ -247,7 +247,7 @@ public final class ExecutionEngine: Sendable {
         stages.startMs = elapsedMs(since: started)
         stages.warm = fromPool
 
-        started = monotonicNow()
+        started = monotonicSeconds()
         let lowerMemory = limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil
         let run = await warm.child.run(code: request.code, limits: limits, memoryBytes: lowerMemory, output: output)
         // Files are collected once nothing of the execution can touch them: when the child said it was alone and
@@ -264,14 +264,14 @@ public final class ExecutionEngine: Sendable {
         try Task.checkCancellation()
         stages.runMs = elapsedMs(since: started)
         let report = try childReport(run, exit: exit, fresh: true, cpuMsBefore: 0, session: false, limits: limits)
-        started = monotonicNow()
+        started = monotonicSeconds()
         var result = assemble(id: id, report: report, run: run, limits: limits, sessionId: nil)
         stages.storeMs = elapsedMs(since: started)
-        started = monotonicNow()
+        started = monotonicSeconds()
         let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention).collect(workdir: warm.workdir, known: known)
         addCollected(collected, to: &result)
         stages.collectMs = elapsedMs(since: started)
-        result.usage.stages = stages
+        result.usage.record(stages)
         return result
     }
 
@@ -303,11 +303,9 @@ public final class ExecutionEngine: Sendable {
         do {
             guard let worker = state.withLock({ $0.worker }), worker.isAlive else { throw EngineError(.workerDied, "no worker") }
             let (_, filter) = try profile(key.profileName)
-            guard filter.key == key.filterKey, let limits = try? JSONDecoder().decode(Limits.self, from: Data(key.limits.utf8)) else {
-                throw EngineError(.profile, "profile \(key.profileName) changed")
-            }
+            guard filter.key == key.filterKey else { throw EngineError(.profile, "profile \(key.profileName) changed") }
             child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
-                workdir: workdir, slot: slot, filterKey: filter.key, network: key.network, limits: limits))
+                workdir: workdir, slot: slot, filterKey: filter.key, network: key.network, limits: key.limits))
         } catch {
             retireWorkdir(workdir)
             childSlots.release(slot)
@@ -325,7 +323,7 @@ public final class ExecutionEngine: Sendable {
     /// One cell in a session's interpreter; the caller holds the session's lock.
     private func executeInSession(_ request: ExecutionRequest, session: SessionRecord, inputs: [StoredFile],
                                   output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> ExecutionResult {
-        let queued = monotonicNow()
+        let queued = monotonicSeconds()
         let (profile, filter, limits) = try plan(request, profileName: session.profile)
         // Active from the start: a sweep must not expire a session in the middle of a long cell.
         _ = try? store.touchSession(id: session.id)
@@ -338,7 +336,7 @@ public final class ExecutionEngine: Sendable {
         var alive = false
         defer { sessionSlots.release(session: session.id, alive: alive) }
         var stages = StageTimes(queueMs: elapsedMs(since: queued))
-        var started = monotonicNow()
+        var started = monotonicSeconds()
         if let evicted = grant.evicted, let old = state.withLock({ $0.interpreters.removeValue(forKey: evicted) }) {
             // Its slot is ours once the zygote has reaped it.
             old.child.kill()
@@ -379,7 +377,7 @@ public final class ExecutionEngine: Sendable {
         stages.startMs = elapsedMs(since: started)
         stages.warm = !fresh
 
-        started = monotonicNow()
+        started = monotonicSeconds()
         let run = await child.run(code: request.code, limits: limits,
                                   memoryBytes: limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil, output: output)
         var exit: ChildExit?
@@ -396,7 +394,7 @@ public final class ExecutionEngine: Sendable {
         stages.runMs = elapsedMs(since: started)
         try Task.checkCancellation()
         let report = try childReport(run, exit: exit, fresh: fresh, cpuMsBefore: interpreter!.cpuMs, session: true, limits: limits)
-        started = monotonicNow()
+        started = monotonicSeconds()
         var result = assemble(id: request.id, report: report, run: run, limits: limits, sessionId: session.id)
         stages.storeMs = elapsedMs(since: started)
         if fresh && session.executionCount > 0 {
@@ -408,7 +406,7 @@ public final class ExecutionEngine: Sendable {
                 + "/mnt/data are kept and the next execution starts a fresh interpreter.\n"
         }
 
-        started = monotonicNow()
+        started = monotonicSeconds()
         let collected = FileCollector(limits: limits, store: store, sessionId: session.id, retention: configuration.fileRetention).collect(workdir: workdir, known: known)
         for file in collected.files { try? store.makeCurrent(file) }
         for path in Set(known.keys).subtracting(collected.seen.keys) { try? store.retire(sessionId: session.id, path: "/mnt/data/" + path) }
@@ -416,7 +414,7 @@ public final class ExecutionEngine: Sendable {
         addCollected(collected, to: &result)
         _ = try? store.touchSession(id: session.id, execution: true)
         stages.collectMs = elapsedMs(since: started)
-        result.usage.stages = stages
+        result.usage.record(stages)
         return result
     }
 
@@ -592,16 +590,12 @@ struct StageTimes {
 }
 
 extension Usage {
-    var stages: StageTimes? {
-        get { nil }
-        set {
-            guard let t = newValue else { return }
-            (queueMs, startMs, runMs, collectMs, storeMs, warmStart) = (t.queueMs, t.startMs, t.runMs, t.collectMs, t.storeMs, t.warm)
-        }
+    mutating func record(_ t: StageTimes) {
+        (queueMs, startMs, runMs, collectMs, storeMs, warmStart) = (t.queueMs, t.startMs, t.runMs, t.collectMs, t.storeMs, t.warm)
     }
 }
 
-private func elapsedMs(since start: Double) -> Int { Int(((monotonicNow() - start) * 1000).rounded()) }
+private func elapsedMs(since start: Double) -> Int { Int(((monotonicSeconds() - start) * 1000).rounded()) }
 
 /// A lock that can be held across `await`: only one start of the worker at a time.
 final class AsyncLock: Sendable {

@@ -164,9 +164,9 @@ extension SandboxChild {
     private func gather(message: [UInt8], limits: Limits, wake: Int32,
                         output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) -> CellRun {
         var run = CellRun()
-        let started = monotonicNow()
+        let started = monotonicSeconds()
         let deadline = started + limits.wallSeconds
-        if !writeBlocking(fd(.command), message) { kill() }
+        if !writeAll(fd(.command), message) { kill() }
 
         var open: [ChildDescriptor: Bool] = [.stdout: true, .stderr: true, .result: true, .report: true]
         var records: [[UInt8]] = []
@@ -223,10 +223,10 @@ extension SandboxChild {
             let watched = ChildDescriptor.allCases.filter { open[$0] == true }
             for d in watched { polled.append(pollfd(fd: fd(d), events: Int16(POLLIN), revents: 0)) }
             var timeout: Int32 = -1
-            if !run.timedOut { timeout = Int32(max(0, min(60_000, (deadline - monotonicNow()) * 1000 + 1))) }
+            if !run.timedOut { timeout = Int32(max(0, min(60_000, (deadline - monotonicSeconds()) * 1000 + 1))) }
             let n = poll(&polled, nfds_t(polled.count), timeout)
             if n < 0 && errno != EINTR { break }
-            if !run.timedOut && monotonicNow() >= deadline {
+            if !run.timedOut && monotonicSeconds() >= deadline {
                 run.timedOut = true
                 kill()
             }
@@ -249,29 +249,7 @@ extension SandboxChild {
                 break
             }
         }
-        run.wallMs = Int((monotonicNow() - started) * 1000)
+        run.wallMs = Int((monotonicSeconds() - started) * 1000)
         return run
     }
-}
-
-/// Writes all of `bytes` to a blocking descriptor; false if the reader is gone.
-func writeBlocking(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-    bytes.withUnsafeBytes { buf in
-        var off = 0
-        while off < buf.count {
-            let n = write(fd, buf.baseAddress! + off, buf.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            off += n
-        }
-        return true
-    }
-}
-
-func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

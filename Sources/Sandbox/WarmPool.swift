@@ -16,16 +16,7 @@ struct PoolKey: Hashable, Sendable {
     var profileName: String
     var filterKey: String
     var network: Bool
-    var limits: String
-
-    init(profileName: String, filterKey: String, network: Bool, limits: Limits) {
-        self.profileName = profileName
-        self.filterKey = filterKey
-        self.network = network
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        self.limits = (try? encoder.encode(limits)).map { String(decoding: $0, as: UTF8.self) } ?? "\(limits)"
-    }
+    var limits: Limits
 }
 
 /// Pools of warm stateless children, one per profile in use, each refilled in the background up to `target`.

@@ -1,3 +1,4 @@
+import InterpreterCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,27 +19,6 @@ func check(_ operation: @autoclosure () -> String, _ call: () -> Int32) throws(S
         if errno == EINTR { continue }
         throw SystemCallError(operation: operation(), errno: errno)
     }
-}
-
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-    bytes.withUnsafeBytes { buf in
-        var off = 0
-        while off < buf.count {
-            let n = write(fd, buf.baseAddress! + off, buf.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            off += n
-        }
-        return true
-    }
-}
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// Writes a small file (cgroup and /proc knobs). Returns false on failure.
