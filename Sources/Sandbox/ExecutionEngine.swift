@@ -61,10 +61,16 @@ public struct EngineConfiguration: Sendable {
     /// Stateless children kept forked and isolated ahead of demand, per profile in use; nil: as many as
     /// `slots` (every execution that may run at once finds one). 0 forks every execution on demand.
     public var warmChildren: Int?
+    /// Spare session interpreters kept forked and isolated (in a slot of their own, with an empty /mnt/data) for
+    /// the next session that needs a new interpreter, per profile in use; nil: 1.
+    public var warmSessions: Int?
 
     var poolTarget: Int { max(0, warmChildren ?? slots) }
     /// Slots (uids and cgroups) of stateless children: the running ones and the warm ones.
     var statelessSlots: Int { slots + poolTarget }
+    var spareInterpreters: Int { max(0, warmSessions ?? 1) }
+    /// Slots of sessions' interpreters, live and spare, after the stateless children's.
+    var sessionSlotRange: Range<Int> { statelessSlots..<(statelessSlots + sessionSlots + spareInterpreters) }
 
     var fileRetention: Duration { .seconds(fileRetentionSeconds) }
 
@@ -116,6 +122,8 @@ public final class ExecutionEngine: Sendable {
     let sessionSlots: SessionSlots
     let sessionBook = SessionBook()
     let pool: WarmPool
+    /// Spare interpreters for new sessions.
+    let sessionPool: WarmPool
     struct State {
         var worker: WorkerProcess?
         var hello: WorkerHello?
@@ -142,12 +150,14 @@ public final class ExecutionEngine: Sendable {
         runs = SlotPool(count: configuration.slots, maxWaiting: configuration.maxQueued)
         let childSlots = SlotPool(count: configuration.statelessSlots)
         self.childSlots = childSlots
-        // Session interpreters get the worker slots after the stateless children's.
-        sessionSlots = SessionSlots(slots: configuration.statelessSlots..<(configuration.statelessSlots + configuration.sessionSlots),
+        sessionSlots = SessionSlots(slots: configuration.sessionSlotRange, maxLive: configuration.sessionSlots,
                                     maxWaiting: configuration.maxQueued)
         let box = EngineBox()
         pool = WarmPool(target: configuration.poolTarget, logger: logger, make: { key, wait in
             try await box.engine?.spawnStateless(key, waitForSlot: wait)
+        }, retire: { box.engine?.retireWorkdir($0) })
+        sessionPool = WarmPool(target: configuration.spareInterpreters, logger: logger, make: { key, _ in
+            try await box.engine?.spawnSpareInterpreter(key)
         }, retire: { box.engine?.retireWorkdir($0) })
         box.engine = self
     }
@@ -161,7 +171,7 @@ public final class ExecutionEngine: Sendable {
             }
             let worker = try WorkerProcess.spawn(
                 executable: configuration.workerExecutable,
-                arguments: ["--control-fd", "3", "--slots", String(configuration.statelessSlots + configuration.sessionSlots),
+                arguments: ["--control-fd", "3", "--slots", String(configuration.sessionSlotRange.upperBound),
                             "--uid-base", String(configuration.uidBase),
                             "--preload", configuration.preload.joined(separator: ","),
                             "--mpl-config-dir", configuration.dataDirectory + "/mplconfig"],
@@ -178,7 +188,23 @@ public final class ExecutionEngine: Sendable {
                 s.hello = hello
             }
             pool.reopen()
+            sessionPool.reopen()
             return hello
+        }
+    }
+
+    /// Starts the worker and fills the pools of `profile` (stateless children and a spare session interpreter)
+    /// in the background, so that even the first executions start warm. Failures are logged; executions then fork
+    /// on demand and say why.
+    public func prewarm(profile name: String = "default") async {
+        do {
+            let (profile, filter) = try profile(name)
+            _ = try await readyWorker(filter)
+            let key = PoolKey(profileName: name, filterKey: filter.key, network: false, limits: profile.limits)
+            pool.prewarm(key)
+            sessionPool.prewarm(key)
+        } catch {
+            logger.warning("cannot fill the warm pools ahead of the first execution", metadata: ["profile": "\(name)", "error": "\(error)"])
         }
     }
 
@@ -292,22 +318,8 @@ public final class ExecutionEngine: Sendable {
             guard let free = childSlots.tryAcquire() else { return nil }
             slot = free
         }
-        let workdir = "\(configuration.dataDirectory)/work/\(UUID().uuidString.lowercased())"
-        state.withLock { _ = $0.workdirs.insert(workdir) }
-        guard mkdir(workdir, 0o700) == 0 else {
-            state.withLock { _ = $0.workdirs.remove(workdir) }
-            childSlots.release(slot)
-            throw EngineError(.workerFailed, "cannot create \(workdir): \(String(cString: strerror(errno)))")
-        }
-        let child: SandboxChild
-        do {
-            guard let worker = state.withLock({ $0.worker }), worker.isAlive else { throw EngineError(.workerDied, "no worker") }
-            let (_, filter) = try profile(key.profileName)
-            guard filter.key == key.filterKey else { throw EngineError(.profile, "profile \(key.profileName) changed") }
-            child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
-                workdir: workdir, slot: slot, filterKey: filter.key, network: key.network, limits: key.limits))
-        } catch {
-            retireWorkdir(workdir)
+        let (child, workdir): (SandboxChild, String)
+        do { (child, workdir) = try await spawnAhead(key, slot: slot, session: false) } catch {
             childSlots.release(slot)
             throw error
         }
@@ -318,6 +330,71 @@ public final class ExecutionEngine: Sendable {
             self?.pool.refill(key)
         }
         return WarmChild(child: child, slot: slot, workdir: workdir)
+    }
+
+    /// Forks a spare interpreter for the next new session of `key`'s profile, in a spare slot with an empty
+    /// /mnt/data of its own; nil when no spare slot is free.
+    func spawnSpareInterpreter(_ key: PoolKey) async throws -> WarmChild? {
+        guard let slot = sessionSlots.takeSpare() else { return nil }
+        let (child, workdir): (SandboxChild, String)
+        do { (child, workdir) = try await spawnAhead(key, slot: slot, session: true) } catch {
+            sessionSlots.releaseSpare(slot)
+            throw error
+        }
+        // Adopted by a session, the slot is that session's; else it is free again once the spare is gone.
+        let slots = sessionSlots
+        child.onExit { slots.releaseSpare(slot) }
+        return WarmChild(child: child, slot: slot, workdir: workdir)
+    }
+
+    /// A fresh /mnt/data under work/, and a child forked into `slot` for it.
+    private func spawnAhead(_ key: PoolKey, slot: Int, session: Bool) async throws -> (SandboxChild, String) {
+        let workdir = "\(configuration.dataDirectory)/work/\(UUID().uuidString.lowercased())"
+        state.withLock { _ = $0.workdirs.insert(workdir) }
+        guard mkdir(workdir, 0o700) == 0 else {
+            state.withLock { _ = $0.workdirs.remove(workdir) }
+            throw EngineError(.workerFailed, "cannot create \(workdir): \(String(cString: strerror(errno)))")
+        }
+        do {
+            guard let worker = state.withLock({ $0.worker }), worker.isAlive else { throw EngineError(.workerDied, "no worker") }
+            let (_, filter) = try profile(key.profileName)
+            guard filter.key == key.filterKey else { throw EngineError(.profile, "profile \(key.profileName) changed") }
+            let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
+                workdir: workdir, slot: slot, filterKey: filter.key, network: key.network, limits: key.limits, session: session))
+            return (child, workdir)
+        } catch {
+            retireWorkdir(workdir)
+            throw error
+        }
+    }
+
+    /// Gives a session the spare interpreter `spare`: the session's files move into the spare's /mnt/data, which
+    /// then takes the place of the session's directory, and the spare's slot becomes the session's. False (the
+    /// spare killed, the files where they were) when that cannot be done.
+    private func adopt(_ spare: WarmChild, session: String, workdir: String) -> Bool {
+        enum Step { case adopted, filesStayed, slotRefused }
+        let step = sessionBook.withDirectory(session) { () -> Step in
+            guard moveEntries(from: workdir, to: spare.workdir) else { return .filesStayed }
+            guard rename(spare.workdir, workdir) == 0 else {
+                _ = moveEntries(from: spare.workdir, to: workdir)
+                return .filesStayed
+            }
+            guard sessionSlots.adopt(session: session, spare: spare.slot) else { return .slotRefused }
+            // The files were written by the session's earlier interpreter, which may have run as another uid.
+            if let uid = uidForSlot(spare.slot) { chownTree(workdir, to: uid) }
+            return .adopted
+        }
+        switch step {
+        case .adopted, .slotRefused:
+            // The spare's directory is the session's now, under the session's name.
+            state.withLock { _ = $0.workdirs.remove(spare.workdir) }
+        case .filesStayed:
+            logger.warning("cannot move a session's files to a spare interpreter; forking one", metadata: ["session": "\(session)"])
+            spare.child.kill()
+            retireWorkdir(spare.workdir)
+        }
+        if step == .slotRefused { spare.child.kill() }
+        return step == .adopted
     }
 
     /// One cell in a session's interpreter; the caller holds the session's lock.
@@ -334,7 +411,10 @@ public final class ExecutionEngine: Sendable {
 
         let grant = try await sessionSlots.acquire(session: session.id)
         var alive = false
-        defer { sessionSlots.release(session: session.id, alive: alive) }
+        defer {
+            sessionSlots.release(session: session.id, alive: alive)
+            if !alive { sessionPool.refillAll() }
+        }
         var stages = StageTimes(queueMs: elapsedMs(since: queued))
         var started = monotonicSeconds()
         if let evicted = grant.evicted, let old = state.withLock({ $0.interpreters.removeValue(forKey: evicted) }) {
@@ -351,14 +431,24 @@ public final class ExecutionEngine: Sendable {
             interpreter = nil
         }
         let fresh = interpreter == nil
+        var spare = false
         do {
             if interpreter == nil {
-                // A new interpreter may run as another uid than the one that wrote the session's files.
-                if let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
-                let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
-                    workdir: workdir, slot: grant.slot, filterKey: filter.key, network: request.network && profile.network,
-                    limits: profile.limits, session: true))
-                interpreter = SessionInterpreter(child: child, slot: grant.slot)
+                let key = PoolKey(profileName: session.profile, filterKey: filter.key, network: request.network && profile.network,
+                                  limits: profile.limits)
+                if let warm = sessionPool.takeWarm(key, refill: false), adopt(warm, session: session.id, workdir: workdir) {
+                    interpreter = SessionInterpreter(child: warm.child, slot: warm.slot)
+                    spare = true
+                } else {
+                    // A new interpreter may run as another uid than the one that wrote the session's files.
+                    if let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
+                    let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
+                        workdir: workdir, slot: grant.slot, filterKey: filter.key, network: key.network,
+                        limits: profile.limits, session: true))
+                    interpreter = SessionInterpreter(child: child, slot: grant.slot)
+                }
+                // The slot given back by an adoption (or this profile's first session) makes the next spare.
+                sessionPool.refill(key)
                 state.withLock { $0.interpreters[session.id] = interpreter }
             }
             // Every cell gets the whole CPU allowance, whatever the interpreter used before; the zygote enforces it.
@@ -375,7 +465,7 @@ public final class ExecutionEngine: Sendable {
         }
         let child = interpreter!.child
         stages.startMs = elapsedMs(since: started)
-        stages.warm = !fresh
+        stages.warm = !fresh || spare
 
         started = monotonicSeconds()
         let run = await child.run(code: request.code, limits: limits,
@@ -551,6 +641,7 @@ public final class ExecutionEngine: Sendable {
     /// Stops the zygote; every child dies with its pid namespace.
     public func shutdown() {
         pool.drain()
+        sessionPool.drain()
         let (worker, interpreters) = state.withLock { s in
             defer { s.worker = nil; s.interpreters = [:] }
             return (s.worker, s.interpreters)
@@ -559,11 +650,10 @@ public final class ExecutionEngine: Sendable {
         worker?.terminate()
     }
 
-    /// Counters of the warm pool (for /metrics and the log).
-    public var poolStatistics: (hits: Int, misses: Int, spawned: Int, refillFailures: Int, idle: Int) {
-        let s = pool.stats
-        return (s.hits, s.misses, s.spawned, s.refillFailures, s.idle)
-    }
+    /// Counters of the warm pool of stateless children (for /metrics and the log).
+    public var poolStatistics: WarmPoolStatistics { pool.stats }
+    /// Counters of the spare session interpreters.
+    public var sessionPoolStatistics: WarmPoolStatistics { sessionPool.stats }
 }
 
 /// A session's live interpreter and the CPU it has used so far (its next cell's allowance comes on top).

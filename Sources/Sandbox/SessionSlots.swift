@@ -6,6 +6,9 @@ import Synchronization
 /// A session keeps its slot (uid and cgroup) while its interpreter lives. When every slot is taken, the interpreter
 /// idle the longest is stopped to make room: its session keeps its files and starts a fresh interpreter on its next
 /// execution. When every interpreter is busy, callers wait, at most `maxWaiting` of them.
+///
+/// Slots beyond `maxLive` are for spare interpreters, forked and isolated before any session asked for them: a
+/// session that needs a new interpreter adopts a spare, and gives the slot it was granted back.
 final class SessionSlots: Sendable {
     struct Grant: Sendable {
         var slot: Int
@@ -24,15 +27,23 @@ final class SessionSlots: Sendable {
     private struct State {
         var free: [Int]
         var live: [String: Entry] = [:]
+        /// Slots held by spare interpreters.
+        var spares: Set<Int> = []
         var waiters: [CheckedContinuation<Void, Never>] = []
         var clock: UInt64 = 0
     }
 
     private let state: Mutex<State>
     private let maxWaiting: Int
+    private let maxLive: Int
+    private let maxSpares: Int
 
-    init(slots: Range<Int>, maxWaiting: Int) {
+    /// `slots` holds `maxLive` slots for sessions' interpreters and the rest for spares.
+    init(slots: Range<Int>, maxLive: Int, maxWaiting: Int) {
+        precondition(maxLive > 0 && maxLive <= slots.count)
         state = Mutex(State(free: Array(slots.reversed())))
+        self.maxLive = maxLive
+        maxSpares = slots.count - maxLive
         self.maxWaiting = maxWaiting
     }
 
@@ -52,7 +63,7 @@ final class SessionSlots: Sendable {
                     s.live[session] = entry
                     return .granted(Grant(slot: entry.slot, wasLive: true, evicted: nil))
                 }
-                if let slot = s.free.popLast() {
+                if s.live.count < maxLive, let slot = s.free.popLast() {
                     s.live[session] = Entry(slot: slot, lastUsed: s.clock, busy: true)
                     return .granted(Grant(slot: slot, wasLive: false, evicted: nil))
                 }
@@ -101,6 +112,43 @@ final class SessionSlots: Sendable {
         }
         waiter?.resume()
         return held
+    }
+
+    /// A slot for a spare interpreter, when one is free and fewer spares than their share exist.
+    func takeSpare() -> Int? {
+        state.withLock { s in
+            guard s.spares.count < maxSpares, let slot = s.free.popLast() else { return nil }
+            s.spares.insert(slot)
+            return slot
+        }
+    }
+
+    /// A spare interpreter ended without being adopted: its slot is free again. False when it had been adopted
+    /// (the session it went to holds the slot now).
+    @discardableResult
+    func releaseSpare(_ slot: Int) -> Bool {
+        let (released, waiter) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard s.spares.remove(slot) != nil else { return (false, nil) }
+            s.free.append(slot)
+            return (true, s.waiters.isEmpty ? nil : s.waiters.removeFirst())
+        }
+        waiter?.resume()
+        return released
+    }
+
+    /// The session (granted a slot, no interpreter yet) takes the spare interpreter in `spare` instead: that
+    /// slot becomes the session's, and the one it was granted is free again.
+    func adopt(session: String, spare: Int) -> Bool {
+        let (adopted, waiter) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard var entry = s.live[session], s.spares.contains(spare) else { return (false, nil) }
+            s.spares.remove(spare)
+            s.free.append(entry.slot)
+            entry.slot = spare
+            s.live[session] = entry
+            return (true, s.waiters.isEmpty ? nil : s.waiters.removeFirst())
+        }
+        waiter?.resume()
+        return adopted
     }
 
     /// The slot of a session's running interpreter, if it has one.

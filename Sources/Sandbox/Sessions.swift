@@ -35,6 +35,7 @@ public struct SweepReport: Sendable, Equatable {
 final class SessionBook: Sendable {
     private struct State {
         var locks: [String: AsyncLock] = [:]
+        var directoryLocks: [String: NSLock] = [:]
         var stamps: [String: [String: FileStamp]] = [:]
     }
     private let state = Mutex(State())
@@ -46,6 +47,20 @@ final class SessionBook: Sendable {
             s.locks[session] = lock
             return lock
         }
+    }
+
+    /// Runs `body` while nothing else adds to, removes from or replaces the session's /mnt/data directory (an
+    /// upload against a spare interpreter taking the directory's place).
+    func withDirectory<T>(_ session: String, _ body: () throws -> T) rethrows -> T {
+        let lock = state.withLock { s in
+            if let lock = s.directoryLocks[session] { return lock }
+            let lock = NSLock()
+            s.directoryLocks[session] = lock
+            return lock
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
     }
 
     func stamps(_ session: String) -> [String: FileStamp]? { state.withLock { $0.stamps[session] } }
@@ -62,6 +77,7 @@ final class SessionBook: Sendable {
     func forget(_ session: String) {
         state.withLock { s in
             s.locks[session] = nil
+            s.directoryLocks[session] = nil
             s.stamps[session] = nil
         }
     }
@@ -133,8 +149,9 @@ extension ExecutionEngine {
         guard let id = FileStore.canonicalID(id) else { return false }
         sessionSlots.remove(session: id)
         stopInterpreter(session: id)
+        sessionBook.withDirectory(id) { removeTree(sessionDirectory(id)) }
         sessionBook.forget(id)
-        removeTree(sessionDirectory(id))
+        sessionPool.refillAll()
         return try store.deleteSession(id: id)
     }
 
@@ -189,7 +206,7 @@ extension ExecutionEngine {
         guard let file = try store.file(id: fileId), file.sessionId == session.id else { return false }
         if try store.currentFiles(sessionId: session.id).contains(where: { $0.id == file.id }), file.path.hasPrefix("/mnt/data/") {
             let relative = String(file.path.dropFirst("/mnt/data/".count))
-            unlinkRelative(sessionDirectory(session.id), relative)
+            sessionBook.withDirectory(session.id) { unlinkRelative(sessionDirectory(session.id), relative) }
             sessionBook.setStamp(session.id, path: relative, nil)
         }
         return try store.delete(id: file.id)
@@ -232,9 +249,11 @@ extension ExecutionEngine {
     /// current version of its path.
     private func place(_ file: StoredFile, in session: SessionRecord) throws -> StoredFile {
         let relative = String(file.path.dropFirst("/mnt/data/".count))
-        let owner = sessionSlots.slot(of: session.id).flatMap(uidForSlot)
         do {
-            try copyFile(from: store.blobPath(for: file), intoDirectory: sessionDirectory(session.id), name: relative, owner: owner)
+            try sessionBook.withDirectory(session.id) {
+                let owner = sessionSlots.slot(of: session.id).flatMap(uidForSlot)
+                try copyFile(from: store.blobPath(for: file), intoDirectory: sessionDirectory(session.id), name: relative, owner: owner)
+            }
         } catch {
             _ = try? store.delete(id: file.id)
             throw error
@@ -285,6 +304,25 @@ func copyFile(from source: String, intoDirectory directory: String, name: String
         unlinkat(dirFd, temp, 0)
         throw EngineError(.workerFailed, "cannot write \(name) into /mnt/data: \(String(cString: strerror(failed)))")
     }
+}
+
+/// Moves every entry of `source` into `target` (same file system); on failure moves back what it moved.
+func moveEntries(from source: String, to target: String) -> Bool {
+    let from = open(source, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard from >= 0 else { return errno == ENOENT }
+    defer { close(from) }
+    let to = open(target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard to >= 0 else { return false }
+    defer { close(to) }
+    var moved: [String] = []
+    for name in directoryEntryNames(atPath: source) ?? [] {
+        guard renameat(from, name, to, name) == 0 else {
+            for back in moved { renameat(to, back, from, back) }
+            return false
+        }
+        moved.append(name)
+    }
+    return true
 }
 
 /// Unlinks `directory/relative` without following symlinks on the way.

@@ -3,7 +3,8 @@ import InterpreterCore
 import Logging
 import Synchronization
 
-/// A stateless child forked and isolated ahead of demand, waiting on its command pipe.
+/// A child forked and isolated ahead of demand, waiting on its command pipe: a stateless one, or a spare
+/// interpreter for the next new session.
 struct WarmChild: Sendable {
     let child: SandboxChild
     let slot: Int
@@ -19,22 +20,26 @@ struct PoolKey: Hashable, Sendable {
     var limits: Limits
 }
 
-/// Pools of warm stateless children, one per profile in use, each refilled in the background up to `target`.
-/// A child is handed out once: it runs one execution and exits. When a pool is empty (a burst, or it cannot
-/// refill) the caller forks on demand, which the counters and the log say.
+/// Counters of a warm pool (for /metrics and tests).
+public struct WarmPoolStatistics: Sendable, Equatable {
+    /// Takes that found a warm child.
+    public var hits = 0
+    /// Takes that had to fork on demand (the pool was empty).
+    public var misses = 0
+    /// Children forked for the pool.
+    public var spawned = 0
+    /// Refills that failed (no free slot, the worker refused or died).
+    public var refillFailures = 0
+    /// Warm children waiting now.
+    public var idle = 0
+}
+
+/// Pools of warm children, one per profile in use, each refilled in the background up to `target`. A child is
+/// handed out once (a stateless one runs one execution and exits; a spare interpreter becomes one session's).
+/// When a pool is empty (a burst, or it cannot refill) the caller forks on demand, which the counters and the log
+/// say.
 final class WarmPool: Sendable {
-    struct Stats: Sendable, Equatable {
-        /// Executions that found a warm child.
-        var hits = 0
-        /// Executions that had to fork on demand (the pool was empty).
-        var misses = 0
-        /// Children forked for the pool.
-        var spawned = 0
-        /// Refills that failed (no free slot, the worker refused or died).
-        var refillFailures = 0
-        /// Warm children waiting now.
-        var idle = 0
-    }
+    typealias Stats = WarmPoolStatistics
 
     private struct State {
         var idle: [PoolKey: [WarmChild]] = [:]
@@ -42,6 +47,8 @@ final class WarmPool: Sendable {
         /// Waiting children that died without being used, one after another (isolation failing on this host, say):
         /// refills back off instead of forking in a loop.
         var idleDeaths: [PoolKey: Int] = [:]
+        /// The newest key of each profile taken from: refilled again when slots come free.
+        var keys: [String: PoolKey] = [:]
         var stats = Stats()
         var stopped = false
     }
@@ -65,7 +72,18 @@ final class WarmPool: Sendable {
 
     /// A warm child for `key`, or one forked now when none is waiting. Either way, the pool refills behind it.
     func take(_ key: PoolKey) async throws -> (WarmChild, warm: Bool) {
+        if let found = takeWarm(key) { return (found, true) }
+        guard let child = try await make(key, true) else {
+            throw EngineError(.busy, "no sandbox slot is free")
+        }
+        return (child, false)
+    }
+
+    /// A warm child for `key` if one is waiting (nil: the caller forks its own). The pool refills behind it,
+    /// unless the caller will (once the slot the refill needs is free).
+    func takeWarm(_ key: PoolKey, refill refills: Bool = true) -> WarmChild? {
         let (found, stale) = state.withLock { s -> (WarmChild?, [WarmChild]) in
+            s.keys[key.profileName] = key
             // Children of an older version of this profile will never be asked for again.
             var stale: [WarmChild] = []
             for k in s.idle.keys where k.profileName == key.profileName && k != key {
@@ -86,12 +104,19 @@ final class WarmPool: Sendable {
             return (nil, stale)
         }
         for w in stale { discard(w) }
+        if refills { refill(key) }
+        return found
+    }
+
+    /// Fills the pool of `key` before anything is taken from it (server start).
+    func prewarm(_ key: PoolKey) {
+        state.withLock { $0.keys[key.profileName] = key }
         refill(key)
-        if let found { return (found, true) }
-        guard let child = try await make(key, true) else {
-            throw EngineError(.busy, "no sandbox slot is free")
-        }
-        return (child, false)
+    }
+
+    /// Tops up the pool of every profile in use (a slot came free).
+    func refillAll() {
+        for key in state.withLock({ Array($0.keys.values) }) { refill(key) }
     }
 
     /// Tops the pool of `key` up to its target, in the background.

@@ -93,6 +93,7 @@ public final class CodeInterpServer: Sendable {
     /// `shutdownGraceSeconds`; then, when `shutDownEngine`, every sandboxed process is killed.
     public func run(handleSignals: Bool = true, shutDownEngine: Bool = true) async throws {
         try await engine.start()
+        await engine.prewarm()
         let app = makeApplication()
         let sweeper = SweeperService(server: self)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -163,7 +164,7 @@ public final class CodeInterpServer: Sendable {
             activeSessions: try? activeSessionCount(),
             storedBytes: try? engine.store.totalBytes(),
             executionsInFlight: gate.inFlight,
-            warmPool: engine.poolStatistics))
+            warmPool: engine.poolStatistics, sessionPool: engine.sessionPoolStatistics))
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))

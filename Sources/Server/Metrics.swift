@@ -1,5 +1,6 @@
 import Foundation
 import InterpreterCore
+import Sandbox
 import Synchronization
 
 /// Counters and a latency histogram, rendered in the Prometheus text format (version 0.0.4) by `/metrics`.
@@ -50,7 +51,8 @@ final class ServerMetrics: Sendable {
         var activeSessions: Int?
         var storedBytes: Int64?
         var executionsInFlight: Int
-        var warmPool: (hits: Int, misses: Int, spawned: Int, refillFailures: Int, idle: Int)?
+        var warmPool: WarmPoolStatistics?
+        var sessionPool: WarmPoolStatistics?
     }
 
     func render(_ g: Gauges) -> String {
@@ -101,6 +103,13 @@ final class ServerMetrics: Sendable {
             out += "codeinterp_warm_pool_spawned_total \(p.spawned)\n"
             header("codeinterp_warm_pool_refill_failures_total", "counter", "Refills that could not fork a child (no free slot, the worker refused or died).")
             out += "codeinterp_warm_pool_refill_failures_total \(p.refillFailures)\n"
+        }
+        if let p = g.sessionPool {
+            header("codeinterp_spare_interpreters", "gauge", "Session interpreters forked and isolated ahead of demand, waiting for a new session.")
+            out += "codeinterp_spare_interpreters \(p.idle)\n"
+            header("codeinterp_session_interpreter_starts_total", "counter", "New session interpreters by how they started: a spare from the pool, or forked on demand.")
+            out += "codeinterp_session_interpreter_starts_total{source=\"pool\"} \(p.hits)\n"
+            out += "codeinterp_session_interpreter_starts_total{source=\"on_demand\"} \(p.misses)\n"
         }
         header("codeinterp_http_requests_total", "counter", "HTTP requests by method, route and status.")
         for (key, n) in s.requests.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {

@@ -18,6 +18,15 @@ private struct Child {
     var cpuLimited = false
 }
 
+/// A child forked but still confining itself: its descriptors go to the engine once it is done (or dead).
+private struct Isolating {
+    let id: UInt32
+    let pid: pid_t
+    let threads: Int
+    /// The engine's ends of the child's pipes (ChildDescriptor order).
+    let engineEnds: [Int32]
+}
+
 /// The zygote: a single-threaded poll loop that forks isolated children ahead of their code, hands their
 /// descriptors to the engine, sets limits on them from outside, kills and reaps them.
 ///
@@ -34,6 +43,8 @@ final class Zygote {
     private var decoder = FrameDecoder()
     private var filters: [String: [UInt8]] = [:]
     private var children: [pid_t: Child] = [:]
+    /// Children still confining themselves, by the read end of their ready pipe.
+    private var isolating: [Int32: Isolating] = [:]
     /// (memory bytes, processes) last written to each slot's cgroups: most executions use the same profile.
     private var slotSettings: [Int: [Int64]] = [:]
     private let baseAddressSpace: UInt64
@@ -73,6 +84,8 @@ final class Zygote {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             var fds = [pollfd(fd: control, events: Int16(POLLIN), revents: 0), pollfd(fd: sigchld, events: Int16(POLLIN), revents: 0)]
+            let readyPipes = Array(isolating.keys)
+            fds += readyPipes.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             // While a session's cell runs, its CPU time is checked ten times a second.
             let watching = children.values.contains { $0.cpuDeadlineMs != nil && !$0.killed }
             let n = poll(&fds, nfds_t(fds.count), watching ? 100 : -1)
@@ -86,6 +99,7 @@ final class Zygote {
                     drainFrames()
                 }
             }
+            for (i, fd) in readyPipes.enumerated() where fds[2 + i].revents != 0 { announce(readyPipe: fd) }
             if fds[1].revents != 0 {
                 ci_drain_signalfd(sigchld)
                 reap()
@@ -150,6 +164,11 @@ final class Zygote {
             try check("pipe") { ci_pipe_cloexec(&p) }
             pipes.append(p)
         }
+        // The child closes its end once it is confined (with every other descriptor, isolation step 8): then, and
+        // not before, the engine may hand it work and move its /mnt/data.
+        var ready: [Int32] = [-1, -1]
+        try check("pipe") { ci_pipe_cloexec(&ready) }
+        pipes.append(ready)
         let settings = [request.limits.memoryBytes + (64 << 20), Int64(request.limits.processes)]
         if let cgroups, slotSettings[request.slot] != settings {
             guard cgroups.configure(slot: request.slot, memoryBytes: settings[0], processes: request.limits.processes) else {
@@ -174,7 +193,7 @@ final class Zygote {
         let forkErrno = errno
         if pid == 0 {
             EmbeddedPython.afterForkInChild()
-            childMain(plan: plan, pipes: pipes, session: request.session)
+            childMain(plan: plan, pipes: pipes, readyFd: ready[1], session: request.session)
         }
         EmbeddedPython.afterForkInParent()
         if ownPidNamespace >= 0 && ci_setns(ownPidNamespace, CI_CLONE_NEWPID) != 0 {
@@ -193,18 +212,30 @@ final class Zygote {
             Glibc.close(pipes[d.rawValue][1 - keep])
             pipes[d.rawValue][1 - keep] = -1
         }
-        sendJSON(.spawned, job: id, SpawnedChild(pid: pid, zygoteThreads: threads), fds: engineEnds)
-        for fd in engineEnds { Glibc.close(fd) }
+        Glibc.close(ready[1])
+        pipes.removeLast()
+        isolating[ready[0]] = Isolating(id: id, pid: pid, threads: threads, engineEnds: engineEnds)
+    }
+
+    /// The child behind `readyPipe` is confined (or dead): its descriptors go to the engine.
+    private func announce(readyPipe: Int32) {
+        guard let child = isolating.removeValue(forKey: readyPipe) else { return }
+        Glibc.close(readyPipe)
+        sendJSON(.spawned, job: child.id, SpawnedChild(pid: child.pid, zygoteThreads: child.threads), fds: child.engineEnds)
+        for fd in child.engineEnds { Glibc.close(fd) }
     }
 
     /// The child: wire its descriptors, confine itself, then run cells from the command pipe (one, or a
     /// session's many). Never returns.
-    private func childMain(plan: IsolationPlan, pipes: [[Int32]], session: Bool) -> Never {
+    private func childMain(plan: IsolationPlan, pipes: [[Int32]], readyFd: Int32, session: Bool) -> Never {
         ci_unblock_all_signals_and_reset()
+        // Out of the way first: a pipe may already sit on a number another one is about to take.
+        // The ready pipe above the child's six descriptors, where isolation step 8 closes it.
+        _ = fcntl(readyFd, F_DUPFD_CLOEXEC, 16)
+        Glibc.close(readyFd)
+        let ends = ChildDescriptor.allCases.map { d in fcntl(pipes[d.rawValue][d == .command ? 0 : 1], F_DUPFD_CLOEXEC, 16) }
         let devnull = open("/dev/null", O_RDONLY)
         dup2(devnull, 0)
-        // Out of the way first: a pipe may already sit on a number another one is about to take.
-        let ends = ChildDescriptor.allCases.map { d in fcntl(pipes[d.rawValue][d == .command ? 0 : 1], F_DUPFD_CLOEXEC, 16) }
         for d in ChildDescriptor.allCases { dup2(ends[d.rawValue], d.childFd) }
         let report = ChildDescriptor.report.childFd
         do {
@@ -311,6 +342,8 @@ final class Zygote {
             if pid <= 0 { return }
             // As pid 1 of its namespace the zygote may also reap strays of hosts without per-child namespaces.
             guard let child = children.removeValue(forKey: pid) else { continue }
+            // Died while confining itself: the engine learns of it before it learns of its end.
+            if let fd = isolating.first(where: { $0.value.pid == pid })?.key { announce(readyPipe: fd) }
             if ownPidNamespace < 0 {
                 Glibc.kill(-child.pid, SIGKILL)
                 cgroups?.killAll(slot: child.slot)
@@ -328,6 +361,8 @@ final class Zygote {
     }
 
     private func shutdown(code: Int32) -> Never {
+        for (fd, child) in isolating { for end in [fd] + child.engineEnds { Glibc.close(end) } }
+        isolating = [:]
         for child in children.values { kill(child) }
         // Wait (briefly) for the children, so that their groups are empty and can be removed.
         let deadline = monotonicSeconds() + 2

@@ -99,4 +99,63 @@ struct WarmPoolTests {
         let second = try await EngineFixture.run(code, profile: path)
         #expect(second.result?["text/plain"] == "100", "a waiting child of the old profile was used")
     }
+
+    /// A new session's first cell runs in a spare interpreter forked ahead of it; the session's uploaded files
+    /// are there, writable, and stay the session's when the interpreter is later replaced.
+    @Test func aNewSessionStartsInASpareInterpreterWithItsFiles() async throws {
+        let engine = try ExecutionEngine(configuration: EngineFixture.smallConfiguration("spare", uidBase: 2_700_000, preload: []))
+        defer { engine.shutdown() }
+        await engine.prewarm()
+        #expect(try await eventually { engine.sessionPool.stats.idle >= 1 }, "no spare interpreter: \(engine.sessionPool.stats)")
+        let spare = try #require(engine.sessionPool.idleChildren.first)
+
+        let session = try engine.createSession(SessionOptions())
+        _ = try engine.addSessionFile(sessionId: session.id, name: "in.txt", bytes: Array("uploaded".utf8))
+        let first = try await engine.execute(ExecutionRequest(code: """
+            import os
+            text = open('in.txt').read()
+            open('in.txt', 'a').write('+edited')
+            open('out.txt', 'w').write('written')
+            (text, os.getpid(), os.stat('in.txt').st_uid == os.getuid())
+            """, sessionId: session.id))
+        #expect(first.status == .ok, "\(first.error?.value ?? "")")
+        #expect(first.result?["text/plain"] == "('uploaded', 1, True)")
+        #expect(first.usage.warmStart == true)
+        #expect(engine.state.withLock { $0.interpreters[session.id]?.child } === spare, "the cell did not run in the spare")
+        #expect(Set(first.files.map(\.path)) == ["/mnt/data/in.txt", "/mnt/data/out.txt"])
+
+        // An upload after the adoption lands in the directory the interpreter sees.
+        _ = try engine.addSessionFile(sessionId: session.id, name: "later.txt", bytes: Array("later".utf8))
+        let second = try await engine.execute(ExecutionRequest(code: "(text, open('later.txt').read(), open('in.txt').read())",
+                                                               sessionId: session.id))
+        #expect(second.result?["text/plain"] == "('uploaded', 'later', 'uploaded+edited')")
+
+        // The pool made another spare; a second session takes it (one interpreter slot: the first session's
+        // interpreter makes room), and the first session's files outlive its interpreter.
+        #expect(try await eventually { engine.sessionPool.stats.idle >= 1 }, "no new spare: \(engine.sessionPool.stats)")
+        let other = try engine.createSession(SessionOptions())
+        let elsewhere = try await engine.execute(ExecutionRequest(code: "import os\nsorted(os.listdir('.'))", sessionId: other.id))
+        #expect(elsewhere.result?["text/plain"] == "[]", "another session's files are visible")
+        #expect(elsewhere.usage.warmStart == true)
+        let back = try await engine.execute(ExecutionRequest(code: "open('in.txt').read() + open('out.txt').read()", sessionId: session.id))
+        #expect(back.status == .ok, "\(back.error?.value ?? "")")
+        #expect(back.result?["text/plain"] == "'uploaded+editedwritten'")
+        #expect(back.stderr.contains("restarted"))
+    }
+
+    @Test func aSpareInterpreterKilledWhileWaitingIsReplaced() async throws {
+        let engine = try ExecutionEngine(configuration: EngineFixture.smallConfiguration("spare-killed", uidBase: 2_800_000, preload: []))
+        defer { engine.shutdown() }
+        await engine.prewarm()
+        #expect(try await eventually { engine.sessionPool.stats.idle >= 1 })
+        let victims = engine.sessionPool.idleChildren
+        for v in victims { v.kill() }
+        for v in victims { _ = await v.waitForExit() }
+        #expect(try await eventually { engine.sessionPool.stats.idle >= 1 }, "no spare after the kill: \(engine.sessionPool.stats)")
+        #expect(Set(engine.sessionPool.idleChildren.map(\.id)).isDisjoint(with: victims.map(\.id)))
+        let session = try engine.createSession(SessionOptions())
+        let r = try await engine.execute(ExecutionRequest(code: "x = 41\nx + 1", sessionId: session.id))
+        #expect(r.status == .ok && r.result?["text/plain"] == "42")
+        #expect(r.usage.warmStart == true)
+    }
 }
