@@ -228,3 +228,99 @@ pid_t ci_fork(void) {
     fflush(NULL);
     return fork();
 }
+
+/* Python's object arenas in one region, so that the zygote's heap can be backed by huge pages.
+ *
+ * Forking copies a page-table entry per resident 4 KiB page: for a zygote with ~150 MB of anonymous memory that is
+ * most of a fork's cost. Memory the kernel maps with 2 MiB pages costs one entry per 2 MiB instead, and a child's
+ * first write to such a page still copies only 4 KiB (the kernel splits the mapping first). Python's allocator
+ * takes 1 MiB arenas from separate mmaps, which no 2 MiB page can cover; carved out of one aligned region instead,
+ * they can be collapsed into huge pages once the scientific stack is imported. */
+static char *arena_base;
+static size_t arena_capacity, arena_used, arena_size;
+static void *arena_free_list;
+
+int ci_arenas_reserve(size_t bytes) {
+    const size_t align = 2u << 20;
+    bytes = (bytes + align - 1) & ~(align - 1);
+    char *p = mmap(NULL, bytes + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return -1;
+    char *aligned = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (aligned > p) munmap(p, (size_t)(aligned - p));
+    size_t tail = (size_t)((p + bytes + align) - (aligned + bytes));
+    if (tail) munmap(aligned + bytes, tail);
+    arena_base = aligned;
+    arena_capacity = bytes;
+    return 0;
+}
+
+void *ci_arena_alloc(void *ctx, size_t size) {
+    (void)ctx;
+    if (arena_free_list && size == arena_size) {
+        void *p = arena_free_list;
+        arena_free_list = *(void **)p;
+        return p;
+    }
+    if (arena_base && size <= arena_capacity - arena_used) {
+        void *p = arena_base + arena_used;
+        arena_used += size;
+        if (!arena_size) arena_size = size;
+        return p;
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void ci_arena_free(void *ctx, void *ptr, size_t size) {
+    (void)ctx;
+    if (arena_base && (char *)ptr >= arena_base && (char *)ptr < arena_base + arena_capacity && size == arena_size) {
+        /* Kept for the next arena: the region is never given back in pieces. */
+        *(void **)ptr = arena_free_list;
+        arena_free_list = ptr;
+        return;
+    }
+    munmap(ptr, size);
+}
+
+/* Gives back the region's unused end (children's new arenas come from plain mmaps, counted by RLIMIT_AS like
+ * any other memory of theirs) and collapses the anonymous memory the zygote has touched into huge pages.
+ * Returns the bytes collapsed; 0 where the kernel cannot (before Linux 6.1, or THP disabled). */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+uint64_t ci_collapse_into_huge_pages(void) {
+    const uintptr_t align = 2u << 20;
+    if (arena_base) {
+        size_t keep = (arena_used + align - 1) & ~(align - 1);
+        if (keep < arena_capacity) munmap(arena_base + keep, arena_capacity - keep);
+        arena_capacity = keep;
+    }
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps) return 0;
+    uintptr_t ranges[4096][2];
+    int n = 0;
+    char line[512];
+    while (n < 4096 && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi, offset, inode;
+        char perms[8], dev[16], path[256] = "";
+        if (sscanf(line, "%lx-%lx %7s %lx %15s %lu %255s", &lo, &hi, perms, &offset, dev, &inode, path) < 6) continue;
+        /* Private writable anonymous memory: Python's objects, malloc's heap, numpy's buffers. */
+        if (strcmp(perms, "rw-p") != 0 || inode != 0 || (path[0] && strcmp(path, "[heap]") != 0)) continue;
+        uintptr_t a = (lo + align - 1) & ~(align - 1), b = hi & ~(align - 1);
+        if (b > a) { ranges[n][0] = a; ranges[n][1] = b; n++; }
+    }
+    fclose(maps);
+    uint64_t collapsed = 0;
+    unsigned char resident[512];
+    for (int i = 0; i < n; i++) {
+        for (uintptr_t a = ranges[i][0]; a < ranges[i][1]; a += align) {
+            /* Only what is mostly in use: collapsing fills the rest of the 2 MiB, and a reserved buffer that was
+             * never touched (OpenBLAS keeps some) would become resident memory for nothing. */
+            if (mincore((void *)a, align, resident) != 0) continue;
+            int pages = 0;
+            for (int p = 0; p < 512; p++) pages += resident[p] & 1;
+            if (pages >= 448 && madvise((void *)a, align, MADV_COLLAPSE) == 0) collapsed += align;
+        }
+    }
+    return collapsed;
+}

@@ -282,9 +282,11 @@ public struct WorkerHello: Codable, Sendable {
     public var failedPreloads: [String]
     public var isolation: IsolationReport
     public var startupMs: Int
+    /// The zygote's memory mapped with 2 MiB pages (cheaper forks); 0 where the kernel could not.
+    public var hugePageBytes: Int?
 
     public init(pid: Int32, threads: Int, python: String, preloaded: [String], failedPreloads: [String],
-                isolation: IsolationReport, startupMs: Int) {
+                isolation: IsolationReport, startupMs: Int, hugePageBytes: Int? = nil) {
         self.pid = pid
         self.threads = threads
         self.python = python
@@ -292,11 +294,12 @@ public struct WorkerHello: Codable, Sendable {
         self.failedPreloads = failedPreloads
         self.isolation = isolation
         self.startupMs = startupMs
+        self.hugePageBytes = hugePageBytes
     }
 
     enum CodingKeys: String, CodingKey {
         case pid, threads, python, preloaded, isolation
-        case failedPreloads = "failed_preloads", startupMs = "startup_ms"
+        case failedPreloads = "failed_preloads", startupMs = "startup_ms", hugePageBytes = "huge_page_bytes"
     }
 }
 

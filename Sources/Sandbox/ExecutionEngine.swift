@@ -182,7 +182,8 @@ public final class ExecutionEngine: Sendable {
                 throw EngineError(.workerFailed, "\(error); see \(configuration.dataDirectory)/logs/worker.log")
             }
             logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "startup_ms": "\(hello.startupMs)",
-                                                   "threads": "\(hello.threads)", "failed_preloads": "\(hello.failedPreloads)"])
+                                                   "threads": "\(hello.threads)", "failed_preloads": "\(hello.failedPreloads)",
+                                                   "huge_pages_mb": "\((hello.hugePageBytes ?? 0) >> 20)"])
             state.withLock { s in
                 s.worker = worker
                 s.hello = hello

@@ -1,4 +1,5 @@
 import CPython
+import CSandbox
 
 /// The interpreter embedded in the zygote, and the runtime module (`runtime/codeinterp_runtime.py`) that does the
 /// Python side of an execution: capture, last expression, figures.
@@ -10,6 +11,12 @@ struct EmbeddedPython {
     let version: String
 
     init(executable: String) throws(WorkerError) {
+        // Object arenas from one region (see ci_collapse_into_huge_pages); set before Python allocates any. The
+        // reservation is address space only: what the preload does not use is given back after it.
+        if ci_arenas_reserve(1 << 30) == 0 {
+            var arenas = PyObjectArenaAllocator(ctx: nil, alloc: ci_arena_alloc, free: ci_arena_free)
+            PyObject_SetArenaAllocator(&arenas)
+        }
         if let message = ci_py_initialize(executable) {
             throw WorkerError("Python failed to start: \(String(cString: message))")
         }

@@ -58,6 +58,8 @@ do { python = try EmbeddedPython(executable: config.python) } catch {
 }
 let (loaded, failed) = python.preload(config.preload)
 python.warmup()
+// Before the first fork and before the zygote measures its address space (the base of every child's RLIMIT_AS).
+let hugePageBytes = ci_collapse_into_huge_pages()
 
 let zygote: Zygote
 do {
@@ -68,5 +70,5 @@ do {
 }
 zygote.sendJSON(.hello, job: 0, WorkerHello(
     pid: getpid(), threads: Int(ci_thread_count()), python: python.version, preloaded: loaded, failedPreloads: failed,
-    isolation: namespaces.report, startupMs: Int((monotonicSeconds() - started) * 1000)))
+    isolation: namespaces.report, startupMs: Int((monotonicSeconds() - started) * 1000), hugePageBytes: Int(hugePageBytes)))
 zygote.run()

@@ -67,6 +67,13 @@ int ci_thread_count(void);
 /// VmSize of this process in bytes (0 if unknown).
 uint64_t ci_vm_size(void);
 
+/* Python's object arenas from one region (PyObject_SetArenaAllocator), collapsed into huge pages after the
+ * preload so that forking the zygote copies few page-table entries. See sandbox.c. */
+int ci_arenas_reserve(size_t bytes);
+void *ci_arena_alloc(void *ctx, size_t size);
+void ci_arena_free(void *ctx, void *ptr, size_t size);
+uint64_t ci_collapse_into_huge_pages(void);
+
 /// fork() with stdio flushed first.
 pid_t ci_fork(void);
 #endif

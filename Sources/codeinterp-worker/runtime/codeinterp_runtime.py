@@ -59,6 +59,7 @@ only the standard library; numpy, matplotlib and PIL are used only once somethin
 import ast
 import base64
 import builtins
+import gc
 import importlib
 import io
 import json
@@ -145,6 +146,11 @@ def warmup():
             pyplot.close(figure)  # a figure left open would show up in every child's first cell
     except BaseException:
         pass  # matplotlib missing or broken: nothing to warm
+    # Everything imported so far is shared with every child: kept out of the collector's way, no collection (in
+    # the zygote or a child) writes to those objects' pages, which would copy them in every child and split the
+    # zygote's huge pages.
+    gc.collect()
+    gc.freeze()
 
 
 def after_fork():
