@@ -17,9 +17,12 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     /// Idle time after which the session expires (its interpreter is stopped and its files removed).
     public var idleTimeoutSeconds: Int
     public var executionCount: Int
+    /// Memory the session's code may use, when it asked for other than its profile's (a container's
+    /// `memory_limit`).
+    public var memoryBytes: Int64?
 
     public init(id: String, name: String?, profile: String, createdAt: Date, lastActiveAt: Date,
-                idleTimeoutSeconds: Int, executionCount: Int = 0) {
+                idleTimeoutSeconds: Int, executionCount: Int = 0, memoryBytes: Int64? = nil) {
         self.id = id
         self.name = name
         self.profile = profile
@@ -27,6 +30,7 @@ public struct SessionRecord: Codable, Sendable, Equatable {
         self.lastActiveAt = lastActiveAt
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.executionCount = executionCount
+        self.memoryBytes = memoryBytes
     }
 
     public var expiresAt: Date { lastActiveAt.addingTimeInterval(TimeInterval(idleTimeoutSeconds)) }
@@ -39,6 +43,7 @@ public struct SessionRecord: Codable, Sendable, Equatable {
         case lastActiveAt = "last_active_at"
         case idleTimeoutSeconds = "idle_timeout_s"
         case executionCount = "execution_count"
+        case memoryBytes = "memory_bytes"
     }
 
     public enum Columns {
@@ -78,15 +83,18 @@ extension FileStore {
                 CREATE INDEX file_session_path ON file(session_id, path);
                 """)
         }
+        migrator.registerMigration("v3-session-memory") { db in
+            try db.execute(sql: "ALTER TABLE session ADD COLUMN memory_bytes INTEGER")
+        }
     }
 
     // MARK: Sessions
 
     /// Inserts a new session, active now.
-    public func createSession(name: String?, profile: String, idleTimeoutSeconds: Int) throws -> SessionRecord {
+    public func createSession(name: String?, profile: String, idleTimeoutSeconds: Int, memoryBytes: Int64? = nil) throws -> SessionRecord {
         let now = StoredFile.normalized(Date())
         let record = SessionRecord(id: UUID().uuidString.lowercased(), name: name, profile: profile, createdAt: now,
-                                   lastActiveAt: now, idleTimeoutSeconds: idleTimeoutSeconds)
+                                   lastActiveAt: now, idleTimeoutSeconds: idleTimeoutSeconds, memoryBytes: memoryBytes)
         try database.write { db in try record.insert(db) }
         return record
     }

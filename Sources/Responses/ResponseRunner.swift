@@ -55,8 +55,9 @@ final class EventSequencer {
 enum ContainerBinding: Sendable {
     /// A container the request named (it must exist).
     case fixed(String)
-    /// The automatic container of a conversation or response chain (`key`), created on first use with `fileIds`.
-    case auto(key: String, fileIds: [String])
+    /// The automatic container of a conversation or response chain (`key`), created on first use with `fileIds`
+    /// (and its own memory limit, when one was asked for).
+    case auto(key: String, fileIds: [String], memoryBytes: Int64?)
 }
 
 /// The tool loop of one response: model turn, code runs in the container, next turn, until the model answers (or
@@ -375,9 +376,9 @@ final class ResponseRunner {
         switch binding {
         case .fixed(let id)?:
             containerId = id
-        case .auto(let key, let fileIds)?:
+        case .auto(let key, let fileIds, let memory)?:
             let existing = try await tool.sessions.existingSession(conversation: key)
-            let session = try await tool.sessions.session(conversation: key)
+            let session = try await tool.sessions.session(conversation: key, memoryBytes: memory)
             if existing == nil {
                 for id in fileIds { _ = try tool.engine.addSessionFile(sessionId: session.sessionId, fileId: id) }
             }

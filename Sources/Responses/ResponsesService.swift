@@ -66,12 +66,21 @@ public final class ResponsesService: Sendable {
                                                   param: "tools.container")
                 }
                 binding = .fixed(container.lowercased())
-            case .auto(let fileIds, _)?:
+            case .auto(let fileIds, let memoryLimit)?:
                 for (i, file) in fileIds.enumerated() where try tool.engine.store.file(id: file) == nil {
                     throw ResponsesError.notFound("File with id '\(file)' not found.", param: "tools.container.file_ids[\(i)]")
                 }
+                var memory: Int64? = nil
+                if let memoryLimit, let bytes = ContainerMemory.bytes(memoryLimit) {
+                    let ceiling = tool.limits.sessionMemoryCeiling
+                    guard bytes <= ceiling else {
+                        throw ResponsesError.invalid("\"tools.container.memory_limit\" \(memoryLimit) is above this server's maximum "
+                            + "for a container, \(Limits.describeBytes(ceiling))", param: "tools.container.memory_limit")
+                    }
+                    memory = bytes
+                }
                 let key = request.conversationId.map { "responses-conversation:" + $0 } ?? "responses-chain:" + chainId
-                binding = .auto(key: key, fileIds: fileIds)
+                binding = .auto(key: key, fileIds: fileIds, memoryBytes: memory)
             case nil:
                 break
             }

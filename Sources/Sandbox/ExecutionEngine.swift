@@ -402,7 +402,11 @@ public final class ExecutionEngine: Sendable {
     private func executeInSession(_ request: ExecutionRequest, session: SessionRecord, inputs: [StoredFile],
                                   output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> ExecutionResult {
         let queued = monotonicSeconds()
-        let (profile, filter, limits) = try plan(request, profileName: session.profile)
+        let (profile, filter, _) = try plan(request, profileName: session.profile)
+        // The session's own memory (a container's memory_limit) in place of the profile's; a request lowers either.
+        var sessionLimits = profile.limits
+        if let memory = session.memoryBytes { sessionLimits.memoryBytes = memory }
+        let limits = sessionLimits.tightened(wallSeconds: request.timeoutSeconds, memoryBytes: request.memoryBytes)
         // Active from the start: a sweep must not expire a session in the middle of a long cell.
         _ = try? store.touchSession(id: session.id)
         let worker = try await readyWorker(filter)
@@ -436,8 +440,10 @@ public final class ExecutionEngine: Sendable {
         do {
             if interpreter == nil {
                 let key = PoolKey(profileName: session.profile, filterKey: filter.key, network: request.network && profile.network,
-                                  limits: profile.limits)
-                if let warm = sessionPool.takeWarm(key, refill: false), adopt(warm, session: session.id, workdir: workdir) {
+                                  limits: sessionLimits)
+                // Spares are made with the profile's limits: a session with memory of its own forks its interpreter.
+                if session.memoryBytes == nil, let warm = sessionPool.takeWarm(key, refill: false),
+                   adopt(warm, session: session.id, workdir: workdir) {
                     interpreter = SessionInterpreter(child: warm.child, slot: warm.slot)
                     spare = true
                 } else {
@@ -445,11 +451,11 @@ public final class ExecutionEngine: Sendable {
                     if let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
                     let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
                         workdir: workdir, slot: grant.slot, filterKey: filter.key, network: key.network,
-                        limits: profile.limits, session: true))
+                        limits: sessionLimits, session: true))
                     interpreter = SessionInterpreter(child: child, slot: grant.slot)
                 }
                 // The slot given back by an adoption (or this profile's first session) makes the next spare.
-                sessionPool.refill(key)
+                if session.memoryBytes == nil { sessionPool.refill(key) }
                 state.withLock { $0.interpreters[session.id] = interpreter }
             }
             // Every cell gets the whole CPU allowance, whatever the interpreter used before; the zygote enforces it.
@@ -470,7 +476,7 @@ public final class ExecutionEngine: Sendable {
 
         started = monotonicSeconds()
         let run = await child.run(code: request.code, limits: limits,
-                                  memoryBytes: limits.memoryBytes < profile.limits.memoryBytes ? limits.memoryBytes : nil, output: output)
+                                  memoryBytes: limits.memoryBytes < sessionLimits.memoryBytes ? limits.memoryBytes : nil, output: output)
         var exit: ChildExit?
         if run.complete {
             alive = true

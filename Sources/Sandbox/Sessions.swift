@@ -14,12 +14,17 @@ public struct SessionOptions: Sendable {
     public var profile: String
     /// Stored files copied into the session's /mnt data at creation.
     public var fileIds: [String]
+    /// Memory for the session's code instead of the profile's: more (up to the profile's `max_memory_bytes`)
+    /// or less.
+    public var memoryBytes: Int64?
 
-    public init(name: String? = nil, idleTimeoutSeconds: Int? = nil, profile: String = "default", fileIds: [String] = []) {
+    public init(name: String? = nil, idleTimeoutSeconds: Int? = nil, profile: String = "default", fileIds: [String] = [],
+                memoryBytes: Int64? = nil) {
         self.name = name
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.profile = profile
         self.fileIds = fileIds
+        self.memoryBytes = memoryBytes
     }
 }
 
@@ -107,15 +112,26 @@ extension ExecutionEngine {
     // MARK: Sessions
 
     public func createSession(_ options: SessionOptions) throws -> SessionRecord {
-        _ = try profile(options.profile)
+        let (profile, _) = try profile(options.profile)
         let idle = options.idleTimeoutSeconds ?? configuration.sessionIdleSeconds
         guard idle > 0 else { throw EngineError(.badRequest, "idle_timeout_s must be positive") }
+        if let memory = options.memoryBytes {
+            guard memory > 0 else { throw EngineError(.badRequest, "memory limit must be positive") }
+            let ceiling = profile.limits.sessionMemoryCeiling
+            guard memory <= ceiling else {
+                throw EngineError(.badRequest, "a memory limit of \(Limits.describeBytes(memory)) is above the maximum of "
+                    + "\(Limits.describeBytes(ceiling)) that profile \"\(profile.name)\" allows a session")
+            }
+        }
         let inputs = try options.fileIds.map { id throws(EngineError) -> StoredFile in
             guard let file = try? store.file(id: id) else { throw EngineError(.notFound, "no file with id \(id)") }
             return file
         }
         let record: SessionRecord
-        do { record = try store.createSession(name: options.name, profile: options.profile, idleTimeoutSeconds: idle) } catch {
+        let memory = options.memoryBytes == profile.limits.memoryBytes ? nil : options.memoryBytes
+        do {
+            record = try store.createSession(name: options.name, profile: options.profile, idleTimeoutSeconds: idle, memoryBytes: memory)
+        } catch {
             throw EngineError(.workerFailed, "cannot create the session: \(error)")
         }
         let dir = sessionDirectory(record.id)

@@ -2,6 +2,7 @@ import FileStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import InterpreterCore
 import Sandbox
 
 /// A session as the native API shows it.
@@ -247,8 +248,7 @@ extension CodeInterpServer {
 
     func containerObject(_ session: SessionRecord) -> ContainerObject {
         var limit = "1g"
-        if let (profile, _) = try? engine.profile(session.profile) {
-            let bytes = profile.limits.memoryBytes
+        if let bytes = session.memoryBytes ?? (try? engine.profile(session.profile))?.0.limits.memoryBytes {
             limit = bytes % (1 << 30) == 0 ? "\(bytes >> 30)g" : "\(bytes >> 20)m"
         }
         return ContainerObject(session, memoryLimit: limit)
@@ -274,8 +274,16 @@ extension CodeInterpServer {
             }
             options.idleTimeoutSeconds = minutes * 60
         }
-        if let memory = try fields.string("memory_limit"), !["1g", "4g", "16g", "64g"].contains(memory) {
-            throw APIError.invalidRequest("\"memory_limit\" must be one of 1g, 4g, 16g, 64g", param: "memory_limit")
+        if let memory = try fields.string("memory_limit") {
+            guard let bytes = ContainerMemory.bytes(memory) else {
+                throw APIError.invalidRequest("\"memory_limit\" must be one of 1g, 4g, 16g, 64g", param: "memory_limit")
+            }
+            let ceiling = try engine.profile(options.profile).0.limits.sessionMemoryCeiling
+            guard bytes <= ceiling else {
+                throw APIError.invalidRequest("\"memory_limit\" \(memory) is above this server's maximum for a container, "
+                    + "\(Limits.describeBytes(ceiling)) (the profile's max_memory_bytes)", param: "memory_limit")
+            }
+            options.memoryBytes = bytes
         }
         if let policy = try fields.object("network_policy", allowed: ["type", "allowed_domains", "domain_secrets"]),
            try policy.string("type") != "disabled" {

@@ -107,12 +107,14 @@ public actor ConversationSessions {
     }
 
     /// The live session of `conversation`, created if there is none (or the previous one is gone).
-    public func session(conversation: String) throws -> SessionBinding {
+    /// `memoryBytes`: the memory limit of a session created now (a container's `memory_limit`).
+    public func session(conversation: String, memoryBytes: Int64? = nil) throws -> SessionBinding {
         let mapped = try tables.sessionId(conversation: conversation)
         if case .some(.some(let id)) = mapped, try engine.session(id: id) != nil {
             return SessionBinding(sessionId: id, notice: nil)
         }
-        let record = try engine.createSession(SessionOptions(name: "conversation " + conversation, profile: profile))
+        let record = try engine.createSession(SessionOptions(name: "conversation " + conversation, profile: profile,
+                                                             memoryBytes: memoryBytes))
         try tables.setSession(conversation: conversation, sessionId: record.id)
         var notice: String? = nil
         if case .some(.some) = mapped {

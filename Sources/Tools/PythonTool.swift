@@ -101,7 +101,8 @@ public final class PythonTool: Sendable {
         }
         let result: ExecutionResult
         do {
-            result = try await engine.execute(ExecutionRequest(code: arguments.code, sessionId: binding.sessionId))
+            result = try await engine.execute(ExecutionRequest(code: arguments.code, timeoutSeconds: arguments.timeoutSeconds,
+                                                                sessionId: binding.sessionId))
         } catch let error as EngineError where error.code == .notFound {
             // The session vanished between lookup and run (expired right then): one more try in a fresh one.
             do {
@@ -111,7 +112,8 @@ public final class PythonTool: Sendable {
                 } else {
                     fresh = try await sessions.session(named: nil)
                 }
-                result = try await engine.execute(ExecutionRequest(code: arguments.code, sessionId: fresh.sessionId))
+                result = try await engine.execute(ExecutionRequest(code: arguments.code, timeoutSeconds: arguments.timeoutSeconds,
+                                                                    sessionId: fresh.sessionId))
                 return describe(result, sessionId: fresh.sessionId, notice: fresh.notice)
             } catch {
                 return failure("The sandbox failed to run the code: \(error)")

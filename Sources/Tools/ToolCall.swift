@@ -15,10 +15,16 @@ public enum ToolCallShape: String, Sendable, CaseIterable {
 public struct ExecutePythonArguments: Sendable, Equatable {
     public var code: String
     public var sessionId: String?
-    public init(code: String, sessionId: String? = nil) {
+    /// A lower wall-clock limit for this call than the profile's (never a higher one).
+    public var timeoutSeconds: Double?
+    public init(code: String, sessionId: String? = nil, timeoutSeconds: Double? = nil) {
         self.code = code
         self.sessionId = sessionId
+        self.timeoutSeconds = timeoutSeconds
     }
+
+    /// The arguments `execute_python` takes.
+    public static let names = ["code", "session_id", "timeout_s"]
 }
 
 /// A call that is not shaped like any of the supported APIs' tool calls: no tool result can be made for it.
@@ -84,13 +90,17 @@ public struct ToolCall: Sendable, Equatable {
             return .failure(ToolCallError("The \(field) must be a JSON object such as {\"code\": \"print(1 + 1)\"}, "
                 + "not \(value.typeName)."))
         }
-        let unknown = object.keys.filter { $0 != "code" && $0 != "session_id" }.sorted()
+        let unknown = object.keys.filter { !ExecutePythonArguments.names.contains($0) }.sorted()
         let unknownNote = unknown.isEmpty ? "" : " Unknown argument(s): \(unknown.joined(separator: ", "))."
         guard let codeValue = object["code"], !codeValue.isNull else {
             return .failure(ToolCallError("Missing the required argument \"code\" (a string of Python code).\(unknownNote)"))
         }
         guard case .string(let code) = codeValue else {
             return .failure(ToolCallError("\"code\" must be a string of Python code, not \(codeValue.typeName).\(unknownNote)"))
+        }
+        guard unknown.isEmpty else {
+            return .failure(ToolCallError("The call was not run:\(unknownNote) The arguments are \"code\" (required), "
+                + "\"session_id\" and \"timeout_s\"."))
         }
         guard !code.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             return .failure(ToolCallError("\"code\" is empty: send the Python code to run."))
@@ -102,6 +112,15 @@ public struct ToolCall: Sendable, Equatable {
         case let other?:
             return .failure(ToolCallError("\"session_id\" must be a string (or null), not \(other.typeName)."))
         }
-        return .success(ExecutePythonArguments(code: code, sessionId: sessionId))
+        var timeout: Double? = nil
+        switch object["timeout_s"] {
+        case nil, .null?: break
+        case let value?:
+            guard let seconds = value.doubleValue, seconds.isFinite, seconds > 0 else {
+                return .failure(ToolCallError("\"timeout_s\" must be a positive number of seconds (or null), not \(value)."))
+            }
+            timeout = seconds
+        }
+        return .success(ExecutePythonArguments(code: code, sessionId: sessionId, timeoutSeconds: timeout))
     }
 }

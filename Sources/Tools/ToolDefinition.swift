@@ -42,7 +42,7 @@ public struct ToolDefinition: Sendable, Equatable {
             Files live in /mnt/data, the working directory: files the user uploaded are there, and outputs must be \
             saved there (relative paths land there). \
             \(network ? "Network access is allowed." : "There is no network access: pip install and downloads fail.") \
-            Limits per call: \(seconds) s wall time, \(formatBytes(limits.memoryBytes)) of memory. \
+            Limits per call: \(seconds) s wall time (timeout_s may lower it for one call), \(formatBytes(limits.memoryBytes)) of memory. \
             State persists between calls of the same conversation: variables, imports and files of earlier calls are \
             still there (if the session expired, the result says so and everything must be recreated). \
             Figures shown with plt.show() (or left open) come back as images. \
@@ -60,14 +60,17 @@ public struct ToolDefinition: Sendable, Equatable {
         ]
         let sessionDescription = "Only to continue in a session named by an earlier result of this tool outside a "
             + "conversation; leave it out (null) otherwise: the conversation's session is used."
+        let timeoutDescription = "A shorter wall-clock limit for this call, in seconds (it can only lower the sandbox's "
+            + "limit); null for the default."
         if strict {
             return [
                 "type": "object",
                 "properties": [
                     "code": code,
                     "session_id": ["type": ["string", "null"], "description": .string(sessionDescription)],
+                    "timeout_s": ["type": ["number", "null"], "description": .string(timeoutDescription)],
                 ],
-                "required": ["code", "session_id"],
+                "required": ["code", "session_id", "timeout_s"],
                 "additionalProperties": false,
             ]
         }
@@ -76,6 +79,7 @@ public struct ToolDefinition: Sendable, Equatable {
             "properties": [
                 "code": code,
                 "session_id": ["type": "string", "description": .string(sessionDescription)],
+                "timeout_s": ["type": "number", "exclusiveMinimum": 0, "description": .string(timeoutDescription)],
             ],
             "required": ["code"],
             "additionalProperties": false,

@@ -296,7 +296,7 @@ func setModificationTime(_ path: String, to date: Date) throws {
         #expect(try second.files(sessionId: "s") == [file])
         #expect(try second.database.read { db in try String.fetchAll(db, sql: "SELECT id FROM widget") } == ["s"])
         let applied = try second.database.read { db in try DatabaseMigrator().appliedIdentifiers(db) }
-        #expect(Set(applied) == ["v1-files", "v2-sessions", "v1-widgets"])
+        #expect(Set(applied) == ["v1-files", "v2-sessions", "v3-session-memory", "v1-widgets"])
     }
 
     @Test func defaultDirectoryFollowsTheEnvironment() {

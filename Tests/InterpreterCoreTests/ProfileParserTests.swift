@@ -169,7 +169,8 @@ func minimalProfile(extra: String = "", rules: String = #"{"names": ["read"], "a
         let p = try SandboxProfile.parse(minimalProfile(extra: "\n  \"limits\": {\(all)},"), source: "<inline>",
                                          directory: nil)
         let seven = Limits(wallSeconds: 7, cpuSeconds: 7, memoryBytes: 7, processes: 7, fileSizeBytes: 7, openFiles: 7,
-                           stdoutBytes: 7, stderrBytes: 7, outputFiles: 7, outputBytes: 7, outputDepth: 7, tmpBytes: 7)
+                           stdoutBytes: 7, stderrBytes: 7, outputFiles: 7, outputBytes: 7, outputDepth: 7, tmpBytes: 7,
+                           maxMemoryBytes: 7)
         #expect(p.limits == seven)
     }
 

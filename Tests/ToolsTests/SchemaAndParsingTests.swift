@@ -14,7 +14,7 @@ struct ToolDefinitionTests {
         let validTypes: Set<String> = ["string", "number", "integer", "boolean", "object", "array", "null"]
         #expect(schema?["type"] == "object")
         let properties = schema?["properties"]?.objectValue ?? [:]
-        #expect(Set(properties.keys) == ["code", "session_id"])
+        #expect(Set(properties.keys) == ["code", "session_id", "timeout_s"])
         for (name, property) in properties {
             let types: [String]
             switch property["type"] {
@@ -125,6 +125,12 @@ struct ToolCallParsingTests {
         #expect(missing.contains("\"code\"") && missing.contains("script"))
         let wrongType = try problem(["type": "function_call", "call_id": "c", "name": "execute_python", "arguments": "{\"code\": 42}"])
         #expect(wrongType.contains("must be a string") && wrongType.contains("number"))
+        let typo = try problem(["type": "tool_use", "id": "t", "name": "execute_python", "input": ["code": "1", "timeout": 2]])
+        #expect(typo.contains("Unknown argument(s): timeout") && typo.contains("not run"))
+        let badTimeout = try problem(["type": "tool_use", "id": "t", "name": "execute_python", "input": ["code": "1", "timeout_s": -1]])
+        #expect(badTimeout.contains("timeout_s"))
+        let timed = try ToolCall.parse(["type": "tool_use", "id": "t", "name": "execute_python", "input": ["code": "1", "timeout_s": 2]])
+        #expect(try timed.arguments.get() == ExecutePythonArguments(code: "1", timeoutSeconds: 2))
         let wrongSession = try problem(["type": "tool_use", "id": "t", "name": "execute_python", "input": ["code": "1", "session_id": 5]])
         #expect(wrongSession.contains("session_id"))
         let wrongTool = try problem(["type": "tool_use", "id": "t", "name": "run_code", "input": ["code": "1"]])

@@ -24,6 +24,8 @@ class ToolChecks:
         self.assertEqual(schema["type"], "object")
         self.assertEqual(schema["required"], ["code"])
         self.assertIn("/mnt/data", tools[0].description)
+        self.assertIn("timeout_s", schema["properties"])
+        self.assertIn("30 s wall time", tools[0].description)
 
     def test_chart_comes_back_as_image_and_file_link_and_state_persists(self):
         async def body(client):
@@ -42,6 +44,21 @@ class ToolChecks:
         self.assertEqual(self.read_link(str(links[0].uri))[:4], b"\x89PNG")
         self.assertFalse(later.is_error)
         self.assertIn("42", later.content[0].text)
+
+    def test_timeout_s_lowers_the_limit_and_unknown_arguments_are_refused(self):
+        async def body(client):
+            slow = await client.call_tool("execute_python", {"code": "import time\ntime.sleep(20)", "timeout_s": 1})
+            typo = await client.call_tool("execute_python", {"code": "print('ran')", "timeout": 1})
+            after = await client.call_tool("execute_python", {"code": "print('next')"})
+            return slow, typo, after
+        slow, typo, after = self.run_client(body)
+        self.assertTrue(slow.is_error)
+        self.assertIn("wall-clock limit of 1", slow.content[0].text)
+        self.assertTrue(typo.is_error)
+        self.assertIn("Unknown argument(s): timeout", typo.content[0].text)
+        self.assertNotIn("ran", typo.content[0].text.replace("not run", ""))
+        self.assertFalse(after.is_error)
+        self.assertIn("next", after.content[0].text)
 
     def test_exception_is_an_error_result(self):
         async def body(client):

@@ -88,6 +88,25 @@ class ContainersThroughTheOpenAIClient(unittest.TestCase):
         with self.assertRaises(openai.NotFoundError):
             self.client.containers.files.content.retrieve(chart.id, container_id=container.id)
 
+    def test_memory_limit_is_the_containers_memory(self):
+        small = self.client.containers.create(name="e2e-1g", memory_limit="1g")
+        large = self.client.containers.create(name="e2e-4g", memory_limit="4g")
+        try:
+            self.assertEqual(small.memory_limit, "1g")
+            self.assertEqual(large.memory_limit, "4g")
+            self.assertEqual(self.client.containers.retrieve(large.id).memory_limit, "4g")
+            grab = "block = bytearray(1536 * 1024 * 1024)\nlen(block) >> 20"
+            self.assertEqual(execute(grab, session_id=small.id)["status"], "memory_limit")
+            result = execute(grab, session_id=large.id)
+            self.assertEqual(result["status"], "ok", result)
+            self.assertEqual(result["result"]["text/plain"], "1536")
+            with self.assertRaises(openai.BadRequestError) as raised:
+                self.client.containers.create(name="e2e-64g", memory_limit="64g")
+            self.assertIn("maximum", str(raised.exception))
+        finally:
+            self.client.containers.delete(small.id)
+            self.client.containers.delete(large.id)
+
     def test_a_file_is_attached_by_id(self):
         first = self.client.containers.create(name="e2e-source")
         second = self.client.containers.create(name="e2e-target")
