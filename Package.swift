@@ -77,6 +77,7 @@ let package = Package(
         .target(name: "Commands", dependencies: [
             "Sandbox", "InterpreterCore", "FileStore", "Seccomp", "Server", "Tools", "Responses",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codeinterp", dependencies: ["Commands"]),

@@ -8,6 +8,10 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run Python code in a sandbox and show everything it produced.",
         discussion: """
+            When a `codeinterp serve` runs for the same data directory, the code runs there (through its local \
+            socket, in milliseconds); otherwise, or with --standalone, in an engine of this command's own (which \
+            first imports the scientific stack: seconds). --profile, --memory and --network run standalone.
+
             Exit status: 0 when the code ran without error, 1 when it raised, 3 when a limit stopped it (timeout, \
             memory, output) or it was killed, 2 when the sandbox itself failed.
             """)
@@ -36,6 +40,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Allow network access (only if the profile allows it).")
     var network = false
 
+    @Flag(help: "Start an engine of this command's own even when a server runs for the data directory.")
+    var standalone = false
+
     @OptionGroup var engineOptions: EngineOptions
 
     func validate() throws {
@@ -55,23 +62,37 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         var config = EngineConfiguration.defaults(dataDirectory: engineOptions.dataDirectory)
-        if let slots = engineOptions.slots { config.slots = slots }
-        // One execution: nothing to fork ahead for.
-        config.warmChildren = 0
-        let engine = try ExecutionEngine(configuration: config, logger: quietLogger())
-        defer { engine.shutdown() }
-        let request = ExecutionRequest(code: code, profile: profile, timeoutSeconds: timeout,
-                                       memoryBytes: memory.flatMap(parseSize), network: network)
         let streamLive = !json
         let result: ExecutionResult
-        do {
-            result = try await engine.execute(request) { stream, bytes in
-                guard streamLive else { return }
-                (stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError).write(Data(bytes))
+        if !standalone, profile == "default", memory == nil, !network,
+           let server = LocalServerClient.connect(dataDirectory: config.dataDirectory) {
+            do {
+                result = try await server.execute(code: code, timeoutSeconds: timeout) { stream, text in
+                    guard streamLive else { return }
+                    (stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError).write(Data(text.utf8))
+                }
+            } catch {
+                FileHandle.standardError.write(Data("codeinterp: \(error)\n".utf8))
+                throw ExitCode(2)
             }
-        } catch let error as EngineError {
-            FileHandle.standardError.write(Data("codeinterp: \(error)\n".utf8))
-            throw ExitCode(2)
+        } else {
+            if let slots = engineOptions.slots { config.slots = slots }
+            // One execution: nothing to fork ahead for.
+            config.warmChildren = 0
+            config.warmSessions = 0
+            let engine = try ExecutionEngine(configuration: config, logger: quietLogger())
+            defer { engine.shutdown() }
+            let request = ExecutionRequest(code: code, profile: profile, timeoutSeconds: timeout,
+                                           memoryBytes: memory.flatMap(parseSize), network: network)
+            do {
+                result = try await engine.execute(request) { stream, bytes in
+                    guard streamLive else { return }
+                    (stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError).write(Data(bytes))
+                }
+            } catch let error as EngineError {
+                FileHandle.standardError.write(Data("codeinterp: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
         }
 
         if let out { try copyFiles(result.files, to: out) }

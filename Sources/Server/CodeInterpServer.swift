@@ -100,6 +100,9 @@ public final class CodeInterpServer: Sendable {
         if shutDownEngine { services.append(.init(service: EngineShutdownService(engine: engine, logger: logger))) }
         services.append(.init(service: sweeper))
         services.append(.init(service: app))
+        let local = makeLocalApplication()
+        if let local { services.append(.init(service: local)) }
+        defer { if local != nil { unlink(LocalSocket.path(dataDirectory: engine.configuration.dataDirectory)) } }
         // Stopped first: ends the MCP sessions so that their open streams do not hold the HTTP server's drain.
         services.append(.init(service: MCPSessionsShutdownService(sessions: toolState.mcpSessions)))
         var config = ServiceGroupConfiguration(services: services,
@@ -202,12 +205,12 @@ public final class CodeInterpServer: Sendable {
         "\(baseURL)/v1/files/\(fileId)/content?\(signer.query(fileId: fileId))"
     }
 
-    /// Fills in absolute signed URLs and hides host paths.
-    func publish(_ result: ExecutionResult) -> ExecutionResult {
+    /// Fills in absolute signed URLs and hides host paths (but for the data directory's owner, on the local socket).
+    func publish(_ result: ExecutionResult, keepStorePaths: Bool = false) -> ExecutionResult {
         var r = result
         for i in r.files.indices {
             r.files[i].url = signedURL(fileId: r.files[i].id)
-            r.files[i].storePath = nil
+            if !keepStorePaths { r.files[i].storePath = nil }
         }
         for i in r.displays.indices { r.displays[i].url = signedURL(fileId: r.displays[i].fileId) }
         return r

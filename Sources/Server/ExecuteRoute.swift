@@ -48,10 +48,10 @@ extension CodeInterpServer {
         logger.info("execution accepted", metadata: ["code_bytes": "\(body.code.utf8.count)", "stream": "\(wantsStream)"])
         let ticket = GateTicket(gate)
         if wantsStream {
-            return streamingResponse(executionRequest, ticket: ticket, logger: logger)
+            return streamingResponse(executionRequest, ticket: ticket, logger: logger, local: context.local)
         }
         defer { withExtendedLifetime(ticket) {} }
-        let result = try await run(executionRequest, logger: logger, output: nil)
+        let result = try await run(executionRequest, logger: logger, local: context.local, output: nil)
         return try jsonResponse(result)
     }
 
@@ -66,7 +66,7 @@ extension CodeInterpServer {
     }
 
     /// Runs one execution with metrics and logs; the result carries signed URLs.
-    func run(_ request: ExecutionRequest, logger: Logger,
+    func run(_ request: ExecutionRequest, logger: Logger, local: Bool = false,
              output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> ExecutionResult {
         let started = ContinuousClock.now
         do {
@@ -82,7 +82,7 @@ extension CodeInterpServer {
             if let syscall = result.blockedSyscall {
                 log.warning("execution stopped by a blocked system call", metadata: ["syscall": "\(syscall)"])
             }
-            return publish(result)
+            return publish(result, keepStorePaths: local)
         } catch {
             metrics.recordExecutionFailure()
             logger.error("execution failed", metadata: ["error": "\(error)"])
@@ -92,7 +92,7 @@ extension CodeInterpServer {
 
     /// Streams `stdout`/`stderr` events as the code prints, then `display`, `file` and a final `result` event
     /// carrying the same object the plain call returns. An engine failure ends the stream with `event: error`.
-    func streamingResponse(_ request: ExecutionRequest, ticket: GateTicket, logger: Logger) -> Response {
+    func streamingResponse(_ request: ExecutionRequest, ticket: GateTicket, logger: Logger, local: Bool) -> Response {
         enum Event: Sendable {
             case output(OutputStreamKind, [UInt8])
             case result(ExecutionResult)
@@ -107,7 +107,7 @@ extension CodeInterpServer {
             let task = Task {
                 defer { withExtendedLifetime(ticket) {} }
                 do {
-                    let result = try await run(request, logger: logger) { kind, bytes in
+                    let result = try await run(request, logger: logger, local: local) { kind, bytes in
                         continuation.yield(.output(kind, bytes))
                     }
                     continuation.yield(.result(result))

@@ -8,9 +8,12 @@ public struct ServerRequestContext: RequestContext {
     public var requestID: String
     /// The API key that authenticated the request, nil for public routes and signed URLs.
     public var apiKey: String?
+    /// Came in on the local socket (see `LocalSocket`): trusted as the data directory's owner.
+    public let local: Bool
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        if case .unixDomainSocket = source.channel.localAddress { local = true } else { local = false }
         requestID = RequestIDs.next()
         logger[metadataKey: "request_id"] = .string(requestID)
     }

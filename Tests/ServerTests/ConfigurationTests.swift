@@ -244,7 +244,27 @@ struct ServeCommandTests {
         let (second, _, keyAgain) = try await startAndReadBanner()
         #expect(keyAgain == key)
         #expect(second.stdout().contains("read from"))
+
+        // `codeinterp run` for the same data directory goes through the running server's local socket (its
+        // children are forked ahead, so the execution starts warm), unless told otherwise; once the server is
+        // gone it runs in an engine of its own.
+        let socket = dir + "/codeinterp.sock"
+        #expect(stat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600, "no local socket")
+        func cli(_ extra: [String]) throws -> [String: Any] {
+            let r = try Subprocess.run([ServerFixture.executable("codeinterp"), "run", "--data-dir", dir, "--json",
+                                        "-c", "print('through'); 6 * 7"] + extra, environment: env)
+            #expect(r.status == 0, "\(r.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+            #expect(object["stdout"] as? String == "through\n")
+            #expect((object["result"] as? [String: Any])?["text/plain"] as? String == "42")
+            return object
+        }
+        func warm(_ result: [String: Any]) -> Bool? { (result["usage"] as? [String: Any])?["warm_start"] as? Bool }
+        #expect(warm(try cli([])) == true, "not run by the server")
+        #expect(warm(try cli(["--standalone"])) == false)
         #expect(stop(second) == 0, "\(second.stderr())")
+        #expect(stat(socket, &info) != 0, "the socket outlived the server")
+        #expect(warm(try cli([])) == false)
     }
 }
 

@@ -1,0 +1,61 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The server's Unix socket in its data directory (`codeinterp.sock`, mode 0600 in a 0700 directory): the CLI
+/// of the same user sends `codeinterp run` there instead of starting an engine of its own. Who can open the socket
+/// is already trusted with everything in the data directory, so requests on it need no API key.
+public enum LocalSocket {
+    public static let fileName = "codeinterp.sock"
+
+    public static func path(dataDirectory: String) -> String { dataDirectory + "/" + fileName }
+
+    /// A socket path must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
+    public static func fits(_ path: String) -> Bool { path.utf8.count < 108 }
+
+    /// Whether a server accepts connections on `path` now.
+    public static func isLive(_ path: String) -> Bool {
+        guard fits(path) else { return false }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+}
+
+extension CodeInterpServer {
+    /// The application on the local socket (same routes; the auth middleware lets its requests through), or nil
+    /// when another server already answers there or the path is too long for a socket.
+    func makeLocalApplication() -> (any Service)? {
+        let path = LocalSocket.path(dataDirectory: engine.configuration.dataDirectory)
+        guard LocalSocket.fits(path) else {
+            logger.warning("no local socket: the data directory's path is too long for one", metadata: ["path": "\(path)"])
+            return nil
+        }
+        if LocalSocket.isLive(path) {
+            logger.warning("no local socket: another server answers on it", metadata: ["path": "\(path)"])
+            return nil
+        }
+        unlink(path)  // left by a server that did not stop cleanly
+        let logger = logger
+        return Application(
+            router: buildRouter(),
+            configuration: .init(address: .unixDomainSocket(path: path), serverName: "codeinterp"),
+            onServerRunning: { _ in
+                chmod(path, 0o600)
+                logger.info("listening on the local socket", metadata: ["path": "\(path)"])
+            },
+            logger: logger)
+    }
+}
