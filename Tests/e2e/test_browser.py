@@ -18,7 +18,6 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 URL = os.environ["CODEINTERP_URL"].rstrip("/")
@@ -45,14 +44,17 @@ def fetch(path_or_url, key=None):
         return error.code, error.read()
 
 
-def api(method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(URL + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {KEY}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+def timeouts():
+    """Executions the server ended at their time limit so far."""
+    _, text = fetch("/metrics", key=KEY)
+    for line in text.decode().splitlines():
+        if line.startswith('codeinterp_executions_total{status="timeout"}'):
+            return int(line.split()[-1])
+    return 0
+
+
+def in_flight():
+    return json.loads(fetch("/healthz")[1])["executions_in_flight"]
 
 
 class Page(unittest.TestCase):
@@ -300,8 +302,12 @@ class Page(unittest.TestCase):
                   message="no live output while the cell ran")
         self.assertRegex(running.find_element(By.CSS_SELECTOR, ".cell-state").text, r"Running… \d")
         self.shot("09-notebook-live-output")
+        before = timeouts()
         running.find_element(By.CSS_SELECTOR, "button.stop").click()
         self.wait_text(By.CSS_SELECTOR, "#cells .note.limit", "you stopped the cell")
+        # The server stopped the code: nothing runs any more, and not because the time limit ended it.
+        self.wait(lambda _: in_flight() == 0, message="the stopped cell still runs on the server")
+        self.assertEqual(timeouts(), before)
         after = self.wait_cell_done(self.run_cell(1, "print('next cell runs')"))
         self.assertIn("next cell runs", after.find_element(By.CSS_SELECTOR, ".stream.stdout").text)
 
