@@ -205,6 +205,24 @@ class Page(unittest.TestCase):
         self.assertEqual(self.driver.find_elements(By.CSS_SELECTOR, "#transcript .turn.user"), [],
                          "the message that was not sent is not shown as sent")
 
+    def test_when_the_server_cannot_be_reached_the_page_says_so_and_keeps_the_typed_text(self):
+        self.new_chat()
+        self.driver.set_network_conditions(offline=True, latency=0, download_throughput=-1, upload_throughput=-1)
+        try:
+            self.send("typed while offline")
+            error = self.wait_text(By.ID, "chat-error", "Cannot reach the codeinterp server")
+            self.assertTrue(error.is_displayed())
+            self.assertEqual(self.driver.find_element(By.ID, "message").get_attribute("value"), "typed while offline")
+            self.shot("14-chat-unreachable")
+        finally:
+            self.driver.delete_network_conditions()
+        # Back online, the same text goes out as it was.
+        self.driver.find_element(By.ID, "message").send_keys(Keys.ENTER)
+        self.wait_text(By.CSS_SELECTOR, "#transcript .turn.user", "typed while offline")
+        self.wait_answer_done()
+        self.assertEqual(self.driver.find_element(By.ID, "message").get_attribute("value"), "")
+        self.assertFalse(self.driver.find_element(By.ID, "chat-error").is_displayed())
+
     # MARK: chat
 
     def test_chat_streams_code_and_its_outputs_and_the_conversation_comes_back_after_a_reload(self):
@@ -310,6 +328,18 @@ class Page(unittest.TestCase):
         self.assertEqual(timeouts(), before)
         after = self.wait_cell_done(self.run_cell(1, "print('next cell runs')"))
         self.assertIn("next cell runs", after.find_element(By.CSS_SELECTOR, ".stream.stdout").text)
+
+    def test_a_session_that_expired_is_replaced_and_the_cell_still_runs(self):
+        self.notebook()
+        self.wait_cell_done(self.run_cell(0, "y = 1"))
+        session = self.js("return localStorage.getItem('codeinterp.notebook.session')")
+        request = urllib.request.Request(f"{URL}/v1/sessions/{session}", method="DELETE")
+        request.add_header("Authorization", f"Bearer {KEY}")
+        urllib.request.urlopen(request, timeout=60).read()
+        cell = self.wait_cell_done(self.run_cell(1, "print('in a new session')"))
+        self.assertIn("in a new session", cell.find_element(By.CSS_SELECTOR, ".stream.stdout").text)
+        self.wait_text(By.ID, "session-status", "had expired")
+        self.assertNotEqual(self.js("return localStorage.getItem('codeinterp.notebook.session')"), session)
 
     def test_a_cell_that_times_out_says_so_and_the_next_cell_works(self):
         self.notebook()

@@ -98,7 +98,7 @@ function route() {
   }
   if (view === 'notebook') {
     notebook.start();
-  } else if (id) {
+  } else if (id && /^conv_[A-Za-z0-9]+$/.test(id)) {
     chat.open(id);
   } else if (!chat.conversationId) {
     chat.newChat();

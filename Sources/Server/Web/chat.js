@@ -165,7 +165,12 @@ export class Chat {
     } catch (error) {
       if (ticket !== this.loading) return;
       this.setStatus('');
-      this.showError(error.status === 404 ? 'That conversation no longer exists.' : `The conversation could not be loaded: ${error.message}`);
+      if (error.status === 404) {
+        this.newChat();
+        this.showError('That conversation no longer exists: this is a new one.');
+      } else {
+        this.showError(`The conversation could not be loaded: ${error.message}`);
+      }
       return;
     }
     if (ticket !== this.loading) return;
@@ -261,10 +266,10 @@ export class Chat {
         // Gone to another conversation: this one's view is no longer on the page.
       } else if (error.name === 'AbortError') {
         turn?.stopped();
-        if (!started) bubble.remove();
+        if (!started) this.unsend(bubble);
         else this.restore(text, 'Stopped. The message was not kept; it is back in the box.');
       } else if (!started) {
-        bubble.remove();
+        this.unsend(bubble);
         this.showError(error.message);
       } else {
         turn.fail(error.message);
@@ -276,6 +281,12 @@ export class Chat {
       this.setBusy(false);
       this.setStatus('');
     }
+  }
+
+  /** The message did not go out: its bubble goes (its text is still in the box). */
+  unsend(bubble) {
+    bubble.remove();
+    if (!this.transcript.childElementCount) this.transcript.append(this.intro());
   }
 
   /** After a failure mid-answer: the server kept nothing of this turn, so the text goes back in the box. */

@@ -22,6 +22,8 @@ export class Notebook {
     this.count = 0;
     this.queue = Promise.resolve();
     this.sessionId = read(STORED_SESSION);
+    /** Why the previous session is gone, said along with the next one. */
+    this.sessionNote = null;
     this.started = false;
 
     view.querySelector('#add-cell').addEventListener('click', () => this.addCell('', { focus: true }));
@@ -157,16 +159,20 @@ export class Notebook {
     return session.id;
   }
 
+  /** `why` stays in the status line after the next session is shown. */
   forgetSession(why) {
     this.sessionId = null;
     write(STORED_SESSION, null);
     this.count = 0;
+    this.sessionNote = why;
     this.setStatus(why);
     clear(this.fileList);
   }
 
   showSession(session) {
-    this.setStatus(`Session ${session.id.slice(0, 8)} · idle timeout ${Math.round(session.idle_timeout_s / 60)} min`);
+    const note = this.sessionNote ? ` · ${this.sessionNote}` : '';
+    this.sessionNote = null;
+    this.setStatus(`Session ${session.id.slice(0, 8)} · idle timeout ${Math.round(session.idle_timeout_s / 60)} min${note}`);
   }
 
   setStatus(text) {
@@ -234,6 +240,8 @@ class Cell {
   constructor(notebook, code) {
     this.notebook = notebook;
     this.state = 'idle';
+    /** The last key was Escape: the next Tab leaves the cell instead of indenting. */
+    this.escaped = false;
     this.prompt = h('span', { class: 'prompt', 'aria-hidden': 'true' }, '[ ]');
     this.input = h('textarea', { class: 'code-input', spellcheck: 'false', autocapitalize: 'off', autocomplete: 'off',
       rows: '1', placeholder: 'Python code. Shift+Enter runs it.' });
