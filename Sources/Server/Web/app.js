@@ -54,6 +54,14 @@ function showBanner(message, retry) {
  * is), 'unreachable' (a banner says so) or 'none' (no key yet: the form).
  */
 async function signIn() {
+  try {
+    return await checkKey();
+  } finally {
+    $('#connecting').hidden = true;
+  }
+}
+
+async function checkKey() {
   if (!currentKey()) {
     showSignIn();
     return 'none';
