@@ -57,7 +57,9 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
-        ], exclude: ["README.md"]),
+        ], exclude: ["README.md"],
+        // The page at `/` (WebRoutes.swift), built into the binary: an installed codeinterp needs no files beside it.
+        resources: [.embedInCode("Web")]),
         // Tool schemas and call adapters (OpenAI, Anthropic, MCP), conversations, the MCP server, the chat loop.
         .target(name: "Tools", dependencies: [
             "Sandbox", "FileStore", "InterpreterCore",

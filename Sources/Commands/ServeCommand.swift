@@ -104,9 +104,12 @@ struct ServeCommand: AsyncParsableCommand {
         let dataDirectory = engine.configuration.dataDirectory
 
         var keyNote = "from the configuration (\(settings.apiKeys.count) key\(settings.apiKeys.count == 1 ? "" : "s"))"
+        // The page signs in with `?token=`, as Jupyter's does; a configured key is not printed, so neither is a URL with it.
+        var pageKey: String? = nil
         if settings.apiKeys.isEmpty {
             let (key, created) = try ServerKeys.loadOrCreateAPIKey(dataDirectory: dataDirectory)
             settings.apiKeys = [key]
+            pageKey = key
             keyNote = "\(key)  (\(created ? "generated and saved" : "read from") \(dataDirectory)/api-key)"
         }
         let secret = try URLSigner.loadOrCreateSecret(dataDirectory: dataDirectory)
@@ -124,6 +127,8 @@ struct ServeCommand: AsyncParsableCommand {
             if settings.publicURL == nil, settings.host != "127.0.0.1", settings.host != "localhost", settings.host != "::1" {
                 lines += "  (listening on \(settings.host):\(port))\n"
             }
+            let base = settings.baseURL(boundPort: port)
+            lines += "  open in a browser: \(base)/\(pageKey.map { "?token=" + $0 } ?? "  (sign in with your API key)")\n"
             lines += "  API key: \(keyNote)\n"
             lines += "  model for /v1/responses: \(upstream.label)\(settings.upstreamScript == nil && settings.upstreamBaseURL == nil ? " (the bundled demo; set upstream_base_url for a real model)" : "")\n"
             if let configFile { lines += "  config: \(configFile)\n" }

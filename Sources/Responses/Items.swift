@@ -1,12 +1,33 @@
 import Foundation
 import InterpreterCore
+import Tools
+
+/// What a caller sees of stored items, from the `include` values of its request.
+public struct ItemView: Sendable {
+    /// `code_interpreter_call.outputs` (OpenAI's): the `logs` and `image` outputs of code runs.
+    public var outputs: Bool
+    /// With `x_codeinterp.execution` (codeinterp's own): each code run's result object in the native shape
+    /// (stdout, stderr, the value as text and HTML, the traceback, figures and files), under
+    /// `x_codeinterp.execution`, its files' `url`s signed by this provider when shown.
+    public var executionURLs: (any FileURLProvider)?
+
+    public init(outputs: Bool, executionURLs: (any FileURLProvider)? = nil) {
+        self.outputs = outputs
+        self.executionURLs = executionURLs
+    }
+
+    public init(include: Set<String>, urls: any FileURLProvider) {
+        self.init(outputs: include.contains(ResponseRequest.outputsInclude),
+                  executionURLs: include.contains(ResponseRequest.executionInclude) ? urls : nil)
+    }
+}
 
 /// Conversation items: the request's input normalised, and the whole history turned into what each upstream
 /// API reads (Chat Completions messages, or Responses input items with the hosted tool replaced by a function).
 ///
 /// Stored `code_interpreter_call` items keep, under `x_codeinterp`, what the model was told about the run
-/// (`model_text`, `model_text_images`); that key and (unless asked for) `outputs` are removed before an item is
-/// shown to a caller.
+/// (`model_text`, `model_text_images`) and codeinterp's own result object of it (`execution`); that key and
+/// (unless asked for) `outputs` are removed before an item is shown to a caller (see `ItemView`).
 public enum Items {
     static let privateKey = "x_codeinterp"
 
@@ -123,9 +144,50 @@ public enum Items {
 
     /// The item as the API shows it: private keys removed; `code_interpreter_call` outputs only when asked for.
     public static func publicForm(_ item: JSONValue, includeOutputs: Bool) -> JSONValue {
+        publicForm(item, view: ItemView(outputs: includeOutputs))
+    }
+
+    /// The item as `view` shows it.
+    public static func publicForm(_ item: JSONValue, view: ItemView) -> JSONValue {
         guard case .object(var o) = item else { return item }
-        o.removeValue(forKey: privateKey)
-        if o["type"]?.stringValue == "code_interpreter_call", !includeOutputs { o["outputs"] = .null }
+        let execution = o.removeValue(forKey: privateKey)?["execution"]
+        guard o["type"]?.stringValue == "code_interpreter_call" else { return .object(o) }
+        if !view.outputs { o["outputs"] = .null }
+        if let urls = view.executionURLs {
+            o[privateKey] = ["execution": execution.map { withURLs($0, urls) } ?? .null]
+        }
+        return .object(o)
+    }
+
+    /// The result object as it is stored: no URLs (they expire; `withURLs` signs fresh ones when it is shown) and
+    /// no host paths.
+    static func storedExecution(_ result: ExecutionResult) -> JSONValue {
+        var r = result
+        for i in r.files.indices {
+            r.files[i].url = nil
+            r.files[i].storePath = nil
+        }
+        for i in r.displays.indices { r.displays[i].url = nil }
+        guard let data = try? JSONEncoder().encode(r), let value = try? JSONValue.parse(data) else { return .null }
+        return value
+    }
+
+    /// A stored result object with a download `url` on each of its files and displays.
+    static func withURLs(_ execution: JSONValue, _ urls: any FileURLProvider) -> JSONValue {
+        guard case .object(var o) = execution else { return execution }
+        func signed(_ list: JSONValue?, idKey: String) -> JSONValue? {
+            guard let items = list?.arrayValue else { return list }
+            return .array(items.map { entry in
+                guard case .object(var e) = entry, let id = e[idKey]?.stringValue else { return entry }
+                let file = FileReference(id: id, name: e["name"]?.stringValue ?? "", path: e["path"]?.stringValue ?? "",
+                                         mimeType: e["mime_type"]?.stringValue ?? "", sizeBytes: e["size_bytes"]?.intLike.map(Int64.init) ?? 0,
+                                         sessionId: nil)
+                e["url"] = .string(urls.url(for: file))
+                return .object(e)
+            })
+        }
+        o["files"] = signed(o["files"], idKey: "id")
+        o["displays"] = signed(o["displays"], idKey: "file_id")
         return .object(o)
     }
 

@@ -59,7 +59,12 @@ public struct ResponseRequest: Sendable {
     public var user: String?
     public var text: JSONValue?
 
-    public var includeOutputs: Bool { include.contains("code_interpreter_call.outputs") }
+    public var includeOutputs: Bool { include.contains(Self.outputsInclude) }
+
+    /// OpenAI's include value that shows the outputs of code runs.
+    public static let outputsInclude = "code_interpreter_call.outputs"
+    /// codeinterp's own include value: each code run's native result object, under `x_codeinterp.execution`.
+    public static let executionInclude = "x_codeinterp.execution"
 
     static let accepted: Set<String> = [
         "model", "input", "instructions", "tools", "tool_choice", "include", "previous_response_id", "conversation",
@@ -71,7 +76,7 @@ public struct ResponseRequest: Sendable {
     static let includable: Set<String> = [
         "code_interpreter_call.outputs", "message.output_text.logprobs", "reasoning.encrypted_content",
         "message.input_image.image_url", "computer_call_output.output.image_url", "file_search_call.results",
-        "web_search_call.action.sources", "web_search_call.results",
+        "web_search_call.action.sources", "web_search_call.results", executionInclude,
     ]
 
     /// The name under which the code interpreter is offered to the model (as a function tool).

@@ -155,15 +155,18 @@ final class ResponseRunner {
         return .object(o)
     }
 
-    func publicItem(_ item: JSONValue) -> JSONValue { Items.publicForm(item, includeOutputs: request.includeOutputs) }
+    var view: ItemView { ItemView(include: request.include, urls: tool.urls) }
+
+    func publicItem(_ item: JSONValue) -> JSONValue { Items.publicForm(item, view: view) }
 
     // MARK: The loop
 
     /// Runs to the answer. Upstream failures before anything was streamed are thrown (the caller can still answer
     /// with an HTTP error); later ones end the response as failed.
     func run() async throws -> Outcome {
-        await events.emit("response.created", ["response": ResponsesService.publicObject(object(status: "in_progress", withUsage: false), includeOutputs: request.includeOutputs)])
-        await events.emit("response.in_progress", ["response": ResponsesService.publicObject(object(status: "in_progress", withUsage: false), includeOutputs: request.includeOutputs)])
+        let started = ResponsesService.publicObject(object(status: "in_progress", withUsage: false), view: view)
+        await events.emit("response.created", ["response": started])
+        await events.emit("response.in_progress", ["response": started])
         for round in 0...maxRounds {
             let last = round == maxRounds
             let upstreamRequest = UpstreamRequest(
@@ -434,6 +437,7 @@ final class ResponseRunner {
         var outputs: [JSONValue] = []
         var status = "completed"
         var modelText = "", modelTextImages = ""
+        var execution = JSONValue.null
         do {
             if try tool.engine.session(id: container) == nil {
                 throw ResponsesError.notFound("the container \(container) no longer exists (it expired or was deleted)")
@@ -449,6 +453,7 @@ final class ResponseRunner {
             }
             modelText = outcome.textOnly
             modelTextImages = outcome.text
+            execution = Items.storedExecution(result)
         } catch {
             // The caller went away: the engine stopped the code; the loop ends here.
             if error is CancellationError || Task.isCancelled { throw CancellationError() }
@@ -461,7 +466,8 @@ final class ResponseRunner {
         }
         item["status"] = .string(status)
         item["outputs"] = .array(outputs)
-        item[Items.privateKey] = ["model_text": .string(modelText), "model_text_images": .string(modelTextImages)]
+        item[Items.privateKey] = ["model_text": .string(modelText), "model_text_images": .string(modelTextImages),
+                                  "execution": execution]
         output[index] = .object(item)
         if status == "completed" {
             await events.emit("response.code_interpreter_call.completed", ["output_index": .int(index), "item_id": itemId])

@@ -163,7 +163,7 @@ public final class ResponsesService: Sendable {
             await sequencer.emit("error", ["code": "server_error", "message": .string(failure.message), "param": .null])
             return final
         }
-        let shown = Self.publicObject(final, includeOutputs: request.includeOutputs)
+        let shown = Self.publicObject(final, view: view(request.include))
         await sequencer.emit(terminal, ["response": shown])
         return shown
     }
@@ -186,13 +186,16 @@ public final class ResponsesService: Sendable {
     }
 
     /// The response object as the API shows it (private keys removed, outputs only when asked for).
-    public static func publicObject(_ object: JSONValue, includeOutputs: Bool) -> JSONValue {
+    public static func publicObject(_ object: JSONValue, view: ItemView) -> JSONValue {
         guard case .object(var o) = object else { return object }
         if let output = o["output"]?.arrayValue {
-            o["output"] = .array(output.map { Items.publicForm($0, includeOutputs: includeOutputs) })
+            o["output"] = .array(output.map { Items.publicForm($0, view: view) })
         }
         return .object(o)
     }
+
+    /// What a request with these `include` values sees of items.
+    public func view(_ include: Set<String>) -> ItemView { ItemView(include: include, urls: tool.urls) }
 
     // MARK: Stored responses
 
@@ -206,8 +209,7 @@ public final class ResponsesService: Sendable {
     /// `GET /v1/responses/{id}`: outputs are shown when the create request or this one includes them.
     public func retrieve(id: String, include: Set<String>) throws(ResponsesError) -> JSONValue {
         let response = try stored(id)
-        let outputs = include.contains("code_interpreter_call.outputs") || response.include.contains("code_interpreter_call.outputs")
-        return Self.publicObject(response.object, includeOutputs: outputs)
+        return Self.publicObject(response.object, view: view(include.union(response.include)))
     }
 
     public func delete(id: String) throws(ResponsesError) -> JSONValue {
@@ -218,8 +220,8 @@ public final class ResponsesService: Sendable {
 
     /// The input items of a response (its own input, not its chain's), oldest first.
     public func inputItems(id: String, include: Set<String>) throws(ResponsesError) -> [JSONValue] {
-        let outputs = include.contains("code_interpreter_call.outputs")
-        return try stored(id).inputItems.map { Items.publicForm($0, includeOutputs: outputs) }
+        let view = view(include)
+        return try stored(id).inputItems.map { Items.publicForm($0, view: view) }
     }
 
     // MARK: Conversations
@@ -235,6 +237,11 @@ public final class ResponsesService: Sendable {
         do { found = try store.conversation(id: id) } catch { throw ResponsesError.server("cannot read the conversation: \(error)") }
         guard let found else { throw ResponsesError.notFound("Conversation with id '\(id)' not found.", param: "conversation_id") }
         return found
+    }
+
+    /// Every stored conversation, oldest first (not in OpenAI's API, which has no list of conversations).
+    public func conversations() throws(ResponsesError) -> [StoredConversation] {
+        do { return try store.conversations() } catch { throw ResponsesError.server("cannot read the conversations: \(error)") }
     }
 
     public func updateConversation(id: String, metadata: JSONValue) throws(ResponsesError) -> StoredConversation {
@@ -262,8 +269,8 @@ public final class ResponsesService: Sendable {
 
     public func conversationItems(id: String, include: Set<String>) throws(ResponsesError) -> [JSONValue] {
         _ = try conversation(id: id)
-        let outputs = include.contains("code_interpreter_call.outputs")
-        do { return try store.items(conversation: id).map { Items.publicForm($0, includeOutputs: outputs) } } catch {
+        let view = view(include)
+        do { return try store.items(conversation: id).map { Items.publicForm($0, view: view) } } catch {
             throw ResponsesError.server("cannot read the conversation's items: \(error)")
         }
     }

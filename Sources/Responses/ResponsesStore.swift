@@ -145,6 +145,16 @@ public struct ResponsesStore: Sendable {
         }
     }
 
+    /// Every conversation, oldest first.
+    public func conversations() throws -> [StoredConversation] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM responses_conversation ORDER BY created_at, rowid").map { row in
+                StoredConversation(id: row["id"], createdAt: row["created_at"],
+                                   metadata: (try? JSONValue.parse(row["metadata"] as String)) ?? [:])
+            }
+        }
+    }
+
     public func updateConversation(id: String, metadata: JSONValue) throws -> StoredConversation? {
         try database.write { db in
             try db.execute(sql: "UPDATE responses_conversation SET metadata = ? WHERE id = ?", arguments: [metadata.serialized(), id])

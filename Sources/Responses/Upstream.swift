@@ -136,10 +136,13 @@ public protocol ModelUpstream: Sendable {
 public struct ScriptedUpstream: ModelUpstream {
     public let turns: [AssistantTurn]
     public let name: String
+    /// A message that attaches a file is answered by exploring that file (`AttachmentTour`), not by the script.
+    public let exploresAttachments: Bool
 
-    public init(turns: [AssistantTurn], name: String = "codeinterp-scripted") {
+    public init(turns: [AssistantTurn], name: String = "codeinterp-scripted", exploresAttachments: Bool = false) {
         self.turns = turns
         self.name = name
+        self.exploresAttachments = exploresAttachments
     }
 
     public init(contentsOf path: String) throws {
@@ -153,7 +156,7 @@ public struct ScriptedUpstream: ModelUpstream {
             throw ProviderError("cannot write the demo script to \(path)")
         }
         defer { try? FileManager.default.removeItem(atPath: path) }
-        return ScriptedUpstream(turns: try ScriptedProvider(contentsOf: path).turns, name: "codeinterp-demo")
+        return ScriptedUpstream(turns: try ScriptedProvider(contentsOf: path).turns, name: "codeinterp-demo", exploresAttachments: true)
     }
 
     public var label: String { "scripted (\(turns.count) turns)" }
@@ -162,7 +165,11 @@ public struct ScriptedUpstream: ModelUpstream {
     public func turn(_ request: UpstreamRequest, onEvent: (UpstreamEvent) async throws -> Void) async throws -> UpstreamTurn {
         guard !turns.isEmpty else { throw UpstreamError(.script, "the script has no turns") }
         let done = Items.chatMessages(instructions: nil, items: request.items).filter { $0["role"]?.stringValue == "assistant" }.count
-        let turn = turns[done % turns.count]
+        var turn = turns[done % turns.count]
+        if exploresAttachments, let (file, answered) = AttachmentTour.attachment(in: request.items) {
+            let tour = AttachmentTour.turns(for: file)
+            if answered < tour.count { turn = tour[answered] }
+        }
         for piece in Self.pieces(turn.text, size: 12) { try await onEvent(.text(piece)) }
         var calls: [UpstreamToolCall] = []
         for (index, call) in turn.toolCalls.enumerated() {

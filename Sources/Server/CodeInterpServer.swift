@@ -22,6 +22,8 @@ public final class CodeInterpServer: Sendable {
     let startedAt = Date()
     let toolState = ToolState()
     let responsesState = ResponsesState()
+    /// The page at `/` and its files.
+    let web: WebAssets
     /// The model behind `/v1/responses`.
     let upstream: any ModelUpstream
     private let boundPort = Mutex<Int?>(nil)
@@ -39,6 +41,7 @@ public final class CodeInterpServer: Sendable {
         self.upstream = upstream ?? ((try? ScriptedUpstream.demo()) ?? ScriptedUpstream(turns: []))
         self.engine = engine
         self.logger = logger
+        web = WebAssets(directory: configuration.webDirectory)
         signer = URLSigner(secret: secret, ttlSeconds: configuration.signedURLTTLSeconds)
         gate = ExecutionGate(running: configuration.maxConcurrentExecutions ?? engine.configuration.slots,
                              queued: configuration.maxQueuedExecutions)
@@ -134,6 +137,7 @@ public final class CodeInterpServer: Sendable {
 
         router.post("/v1/execute") { [self] request, context in try await execute(request, context) }
 
+        router.post("/v1/files") { [self] request, _ in try await uploadFile(request) }
         router.get("/v1/files/{id}") { [self] _, context in try fileObject(try context.parameters.require("id")) }
         router.get("/v1/files/{id}/content") { [self] request, context in
             try fileContent(request, id: try context.parameters.require("id"))
@@ -143,6 +147,7 @@ public final class CodeInterpServer: Sendable {
         addSessionRoutes(to: router)
         addToolRoutes(to: router)
         addResponsesRoutes(to: router)
+        addWebRoutes(to: router)
         return router
     }
 

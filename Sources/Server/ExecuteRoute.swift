@@ -97,6 +97,7 @@ extension CodeInterpServer {
             case output(OutputStreamKind, [UInt8])
             case result(ExecutionResult)
             case failure(APIError)
+            case keepAlive
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream; charset=utf-8"
@@ -116,6 +117,15 @@ extension CodeInterpServer {
                 }
                 continuation.finish()
             }
+            // Code that prints nothing writes nothing: a comment every second finds a client that went away (the
+            // write fails) while it runs, so that a page's stop button, which drops the stream, stops the code.
+            let heartbeat = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    continuation.yield(.keepAlive)
+                }
+            }
+            defer { heartbeat.cancel() }
             // A client that goes away cancels the execution (the engine kills it).
             try await withTaskCancellationHandler {
                 do {
@@ -139,6 +149,8 @@ extension CodeInterpServer {
                             try await writer.write(Self.sse("result", result))
                         case .failure(let error):
                             try await writer.write(ByteBuffer(string: "event: error\ndata: \(String(decoding: error.jsonBody, as: UTF8.self))\n\n"))
+                        case .keepAlive:
+                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                         }
                     }
                 } catch {

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Sandbox
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -85,6 +86,29 @@ extension CodeInterpServer {
     func storedFile(_ id: String, param: String = "id") throws -> StoredFile {
         guard let file = try engine.store.file(id: id) else { throw APIError.notFound("file", id: id, param: param) }
         return file
+    }
+
+    /// `POST /v1/files` (OpenAI's Files API): a multipart upload (field `file`; `purpose` is accepted and not
+    /// used) stored on its own, to be attached to a message (`input_file` with its `file_id`) or copied into a
+    /// session or container by id.
+    func uploadFile(_ request: Request) async throws -> Response {
+        guard let boundary = SpooledUpload.boundary(contentType: request.headers[.contentType] ?? "") else {
+            throw APIError(status: .unsupportedMediaType, message: "send the file as multipart/form-data with a part named \"file\"",
+                           type: "invalid_request_error", param: "file", code: "unsupported_media_type")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxUploadBytes + 64 * 1024 {
+            throw APIError.tooLarge("the upload is larger than the limit of \(configuration.maxUploadBytes) bytes", param: "file")
+        }
+        let upload = try await SpooledUpload.receive(request.body, boundary: boundary, maxBytes: configuration.maxUploadBytes,
+                                                     spoolDirectory: engine.configuration.dataDirectory + "/work")
+        let name: String
+        do { name = try FileNames.sanitize(upload.filename) } catch {
+            throw APIError.invalidRequest(error.message, param: "file", code: "invalid_file_name")
+        }
+        let file = try engine.store.store(fd: upload.fd, name: name, path: "", source: "user",
+                                          retention: .seconds(engine.configuration.fileRetentionSeconds),
+                                          maxBytes: configuration.maxUploadBytes)
+        return try jsonResponse(FileObject(file, url: signedURL(fileId: file.id)))
     }
 
     func fileObject(_ id: String) throws -> Response {

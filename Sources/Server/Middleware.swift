@@ -77,7 +77,8 @@ struct AuthMiddleware: RouterMiddleware {
     let signer: URLSigner
     let limiter: RateLimiter
 
-    static let publicRoutes: Set<String> = ["/healthz", "/openapi.json"]
+    /// The page (`WebRoutes.swift`) is public too: it holds no data, and signs in with a key of its own.
+    static let publicRoutes: Set<String> = ["/healthz", "/openapi.json", "/", "/web/{file}"]
     static let signedRoute = "/v1/files/{id}/content"
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

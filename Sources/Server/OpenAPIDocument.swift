@@ -12,6 +12,8 @@ enum OpenAPIDocument {
         var query: [(name: String, schema: JSONValue, description: String)] = []
         var requestBody: JSONValue? = nil
         var response: (status: String, contentType: String, schema: JSONValue)
+        /// More types the success response comes in (same schema).
+        var otherContentTypes: [String] = []
         var errors: [String] = ["400", "401", "404", "429"]
         var isPublic = false
     }
@@ -55,6 +57,19 @@ enum OpenAPIDocument {
                       query: [("stream", type("boolean"), "Stream the execution as Server-Sent Events.")],
                       requestBody: .object(["required": true, "content": .object([json: .object(["schema": ref("ExecuteRequest")])])]),
                       response: ("200", json, ref("ExecutionResult")), errors: ["400", "401", "404", "413", "415", "429"]),
+            Operation(method: "get", path: "/", summary: "The page: a chat with the configured model and a notebook (HTML; no API key: it signs in with one, from `?token=KEY` or a form).",
+                      tag: "page", query: [("token", type("string"), "An API key the page keeps (in local storage) and drops from the address bar.")],
+                      response: ("200", "text/html", type("string")), errors: [], isPublic: true),
+            Operation(method: "get", path: "/web/{file}", summary: "A file of the page (JavaScript module, stylesheet, icon; no API key).",
+                      tag: "page", response: ("200", "text/javascript", type("string")),
+                      otherContentTypes: ["text/css", "text/html", "image/svg+xml"], errors: ["404"], isPublic: true),
+            Operation(method: "post", path: "/v1/files",
+                      summary: "OpenAI-compatible: upload a file (multipart `file`; `purpose` is accepted and not used), to attach to a message (`input_file`) or copy into a session by id.",
+                      tag: "files",
+                      requestBody: .object(["required": true, "content": .object(["multipart/form-data": .object(["schema": object([
+                          "file": .object(["type": "string", "format": "binary"]), "purpose": type("string"),
+                      ], required: ["file"])])])]),
+                      response: ("200", json, ref("File")), errors: ["400", "401", "413", "415", "429"]),
             Operation(method: "get", path: "/v1/files/{id}", summary: "A stored file's metadata (codeinterp and OpenAI `file` keys).",
                       tag: "files", response: ("200", json, ref("File"))),
             Operation(method: "get", path: "/v1/files/{id}/content",
@@ -117,7 +132,7 @@ enum OpenAPIDocument {
     /// The Responses and Conversations APIs and the model list (ResponsesRoutes.swift).
     static var responsesOperations: [Operation] {
         let includeQuery: [(name: String, schema: JSONValue, description: String)] = [
-            ("include", type("string"), "`code_interpreter_call.outputs` shows the logs and images of code runs."),
+            ("include", type("string"), "`code_interpreter_call.outputs` shows the logs and images of code runs; `x_codeinterp.execution` (codeinterp's own) each run's native result object under `x_codeinterp.execution`."),
         ]
         func body(_ schema: String) -> JSONValue {
             .object(["required": true, "content": .object([json: .object(["schema": ref(schema)])])])
@@ -137,6 +152,9 @@ enum OpenAPIDocument {
                       tag: "conversations",
                       requestBody: .object(["content": .object([json: .object(["schema": ref("ConversationCreate")])])]),
                       response: ("200", json, ref("Conversation")), errors: ["400", "401", "415", "429"]),
+            Operation(method: "get", path: "/v1/conversations",
+                      summary: "The stored conversations (codeinterp's own: OpenAI's API has no such list).", tag: "conversations",
+                      query: listQuery, response: ("200", json, list("Conversation")), errors: ["400", "401", "429"]),
             Operation(method: "get", path: "/v1/conversations/{id}", summary: "A conversation.", tag: "conversations",
                       response: ("200", json, ref("Conversation"))),
             Operation(method: "post", path: "/v1/conversations/{id}", summary: "Replace a conversation's metadata.",
@@ -317,9 +335,9 @@ enum OpenAPIDocument {
                 parameters.append(.object(["name": .string(q.name), "in": "query", "required": false, "schema": q.schema,
                                            "description": .string(q.description)]))
             }
-            var responses: [String: JSONValue] = [
-                op.response.status: .object(["description": "Success", "content": .object([op.response.contentType: .object(["schema": op.response.schema])])]),
-            ]
+            var content: [String: JSONValue] = [:]
+            for type in [op.response.contentType] + op.otherContentTypes { content[type] = .object(["schema": op.response.schema]) }
+            var responses: [String: JSONValue] = [op.response.status: .object(["description": "Success", "content": .object(content)])]
             for code in op.errors {
                 responses[code] = .object(["description": .string(errorDescriptions[code] ?? "Error"),
                                            "content": .object([json: .object(["schema": ref("Error")])])])

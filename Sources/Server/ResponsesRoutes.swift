@@ -120,6 +120,9 @@ extension CodeInterpServer {
         }
 
         router.post("/v1/conversations") { [self] request, _ in try await createConversation(request) }
+        router.get("/v1/conversations") { [self] request, _ in
+            try listJSON(try responses { try $0.conversations() }.map(\.json), request)
+        }
         router.get("/v1/conversations/{id}") { [self] _, context in
             let id = try context.parameters.require("id")
             return toolJSON(try responses { try $0.conversation(id: id) }.json)

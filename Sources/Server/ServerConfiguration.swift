@@ -60,6 +60,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var upstreamScript: String?
     /// The model name sent upstream in place of each request's `model` (a local server's own name); nil: as asked.
     public var upstreamModel: String?
+    /// Serve the page at `/` from this directory instead of the copy built into the binary (for working on the
+    /// page: a reload shows an edit, no rebuild needed); nil: the built-in copy.
+    public var webDirectory: String?
 
     public init() {}
 
@@ -89,7 +92,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         ("slots", "CODEINTERP_SLOTS"), ("session_slots", "CODEINTERP_SESSION_SLOTS"), ("data_dir", "CODEINTERP_DATA_DIR"), ("log_level", "CODEINTERP_LOG_LEVEL"),
         ("upstream_base_url", "CODEINTERP_UPSTREAM_BASE_URL"), ("upstream_api", "CODEINTERP_UPSTREAM_API"),
         ("upstream_api_key_env", "CODEINTERP_UPSTREAM_API_KEY_ENV"), ("upstream_script", "CODEINTERP_UPSTREAM_SCRIPT"),
-        ("upstream_model", "CODEINTERP_UPSTREAM_MODEL"),
+        ("upstream_model", "CODEINTERP_UPSTREAM_MODEL"), ("web_dir", "CODEINTERP_WEB_DIR"),
     ]
 
     /// Values given on the command line; nil means "not given".
@@ -169,7 +172,7 @@ public struct ServerConfiguration: Sendable, Equatable {
                 value = .array(raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                     .filter { !$0.isEmpty }.map { .string($0) })
             case "host", "public_url", "data_dir", "log_level", "upstream_base_url", "upstream_api", "upstream_api_key_env",
-                 "upstream_script", "upstream_model":
+                 "upstream_script", "upstream_model", "web_dir":
                 value = .string(raw)
             default:
                 guard let n = Int(raw.trimmingCharacters(in: .whitespaces)) else {
@@ -246,6 +249,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "upstream_api_key_env": upstreamAPIKeyEnv = isNull ? nil : try string()
         case "upstream_script": upstreamScript = isNull ? nil : try string()
         case "upstream_model": upstreamModel = isNull ? nil : try string()
+        case "web_dir": webDirectory = isNull ? nil : try string()
         default: throw ConfigurationError("\(source): unknown key")
         }
     }
@@ -295,6 +299,12 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         if let name = upstreamAPIKeyEnv, name.isEmpty || name.contains(where: { !($0.isLetter || $0.isNumber || $0 == "_") }) {
             throw ConfigurationError("upstream_api_key_env is the NAME of an environment variable (like OPENAI_API_KEY), not the key itself")
+        }
+        if let webDirectory {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: webDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ConfigurationError("web_dir must be a directory holding the page's files (got \"\(webDirectory)\")")
+            }
         }
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         if !levels.contains(logLevel) {

@@ -261,6 +261,56 @@ struct UpstreamStreamTests {
     }
 }
 
+@Suite("Responses: what codeinterp adds")
+struct CodeinterpExtensionTests {
+    /// A run's native result is stored without URLs (they expire) and shown, with fresh ones, only when asked for.
+    @Test func theNativeResultShowsOnlyWithItsIncludeValueAndWithFreshURLs() throws {
+        let result = ExecutionResult(id: "exec_1", status: .ok, stdout: "hi\n", result: ["text/html": "<table></table>"],
+                                     displays: [Display(mimeType: "image/png", fileId: "f-fig", url: "https://old/fig")],
+                                     files: [StoredFileRef(id: "f-csv", name: "a.csv", path: "/mnt/data/a.csv", mimeType: "text/csv",
+                                                           sizeBytes: 3, sha256: "x", url: "https://old/csv", storePath: "/host/path")])
+        let stored = Items.storedExecution(result)
+        #expect(!stored.serialized().contains("https://old"))
+        #expect(!stored.serialized().contains("/host/path"))
+        let item: JSONValue = ["type": "code_interpreter_call", "id": "ci_1", "code": "print('hi')", "outputs": [],
+                               "x_codeinterp": ["model_text": "stdout: hi", "execution": stored]]
+        let urls = ClosureFileURLs { "https://signed.test/\($0.id)" }
+        #expect(Items.publicForm(item, view: ItemView(include: ["code_interpreter_call.outputs"], urls: urls))["x_codeinterp"] == nil)
+        let shown = Items.publicForm(item, view: ItemView(include: ["x_codeinterp.execution"], urls: urls))
+        #expect(shown["outputs"] == .null)
+        let execution = try #require(shown["x_codeinterp"]?["execution"])
+        #expect(shown["x_codeinterp"]?["model_text"] == nil, "what the model was told stays private")
+        #expect(execution["stdout"] == "hi\n")
+        #expect(execution["files"]?.arrayValue?.first?["url"] == "https://signed.test/f-csv")
+        #expect(execution["displays"]?.arrayValue?.first?["url"] == "https://signed.test/f-fig")
+        // A message is shown as it was: the include value is about code runs.
+        let message: JSONValue = ["type": "message", "id": "msg_1", "role": "user", "content": []]
+        #expect(Items.publicForm(message, view: ItemView(include: ["x_codeinterp.execution"], urls: urls)) == message)
+        #expect(try ResponseRequest.parse(["model": "m", "input": "x", "include": ["x_codeinterp.execution"]]).include
+                == ["x_codeinterp.execution"])
+    }
+
+    @Test func theDemoExploresTheFileTheNewestMessageAttaches() throws {
+        let file: JSONValue = ["type": "message", "role": "user", "content": [
+            ["type": "input_text", "text": "look"], ["type": "input_file", "file_id": "f", "filename": "Q3 sales.xlsx"]]]
+        #expect(AttachmentTour.attachment(in: [file])! == ("Q3 sales.xlsx", 0))
+        let call: JSONValue = ["type": "code_interpreter_call", "id": "ci_1", "code": "1", "outputs": []]
+        #expect(AttachmentTour.attachment(in: [file, call])! == ("Q3 sales.xlsx", 1))
+        let later: JSONValue = ["type": "message", "role": "user", "content": [["type": "input_text", "text": "and now?"]]]
+        #expect(AttachmentTour.attachment(in: [file, call, later]) == nil, "a later message without a file: the script again")
+
+        let turns = AttachmentTour.turns(for: "Q3 sales.xlsx")
+        #expect(turns.count == 3)
+        let code = try #require(JSONValue.parse(turns[0].toolCalls[0]["function"]?["arguments"]?.stringValue ?? "")["code"]?.stringValue)
+        #expect(code.contains("pd.read_excel(\"/mnt/data/Q3 sales.xlsx\")"))
+        #expect(AttachmentTour.chartName(for: "Q3 sales.xlsx") == "Q3_sales-chart.png")
+        #expect(turns[2].text.contains("(sandbox:/mnt/data/Q3_sales-chart.png)"))
+        #expect(AttachmentTour.python(#"a"b\c.csv"#) == #""a\"b\\c.csv""#)
+        #expect(try ScriptedUpstream.demo().exploresAttachments)
+        #expect(!(ScriptedUpstream(turns: []).exploresAttachments), "a configured script plays as written")
+    }
+}
+
 /// A model that writes `text` and then fails (or fails at once when `text` is empty).
 struct FailingUpstream: ModelUpstream {
     let text: String

@@ -144,6 +144,35 @@ struct ExecuteTests {
         #expect(metrics.text.contains("codeinterp_executions_in_flight 1\n"), "\(metrics.text)")
     }
 
+    /// Code that prints nothing writes nothing to the stream; its keep-alive finds a client that went away (a
+    /// page's stop button), and the execution ends then, not when the code would have.
+    @Test func aClientThatLeavesStopsCodeThatPrintsNothing() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        var request = HTTPClientRequest(url: server.base + "/v1/execute?stream=true")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(ServerFixture.apiKey)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["code": "import time\ntime.sleep(25)"])))
+        let response = try await client.execute(request, timeout: .seconds(60))
+        var body = response.body.makeAsyncIterator()
+        #expect(String(buffer: try #require(try await body.next())).hasPrefix(": execution accepted"))
+        #expect(try await server.request(.get, "/metrics").text.contains("codeinterp_executions_in_flight 1\n"))
+        try await client.shutdown()  // the connection closes with the request in flight
+
+        var metrics = ""
+        for _ in 0..<300 {
+            metrics = try await server.request(.get, "/metrics").text
+            if metrics.contains("codeinterp_executions_in_flight 0\n") { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(metrics.contains("codeinterp_executions_in_flight 0\n"))
+        // Cancelled, it did not run to its end (ok after 25 s) nor to the time limit.
+        #expect(!metrics.contains("codeinterp_executions_total{status=\"ok\"} 1"), "\(metrics)")
+        #expect(!metrics.contains("codeinterp_executions_total{status=\"timeout\"} 1"), "\(metrics)")
+    }
+
     @Test func fullQueueIsRefusedWithRetryAfter() async throws {
         let server = try await TestServer.start {
             $0.maxConcurrentExecutions = 1

@@ -21,7 +21,7 @@ elif [ $# -eq 0 ] && [ -n "${UNPRIVILEGED_USER:-}" ]; then
     --filter 'SandboxTests\.(TenantIsolationTests|AttackTests|LimitTests|SessionTests|ExecutionTests)'
 fi
 
-log "end-to-end tests: the openai and mcp packages and the examples against codeinterp serve"
+log "end-to-end tests: the openai and mcp packages, the examples and the page in headless Chromium against codeinterp serve"
 start_server "$ROOT/.build/debug/codeinterp"
 trap stop_server EXIT
 if ! "$ROOT/.venv/bin/python" -m unittest discover -s "$ROOT/Tests/e2e" -v; then
