@@ -1,10 +1,12 @@
 import ArgumentParser
 import Logging
+import Server
 
 public struct CodeInterpCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "codeinterp",
         abstract: "A self-hosted code interpreter: model-written Python in forked, seccomp-restricted sandboxes.",
+        version: CodeInterpServer.version,
         subcommands: [RunCommand.self, ServeCommand.self, McpCommand.self, ChatCommand.self, DoctorCommand.self,
                       ProfileCommand.self, BenchCommand.self])
 
