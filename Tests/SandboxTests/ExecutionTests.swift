@@ -5,6 +5,22 @@ import Testing
 
 @Suite("Executions produce what a user expects", .serialized)
 struct ExecutionTests {
+    @Test func pipExplainsHowPackagesAreAddedInsteadOfFailingOnTheNetwork() async throws {
+        let r = try await EngineFixture.run("""
+            import subprocess, sys
+            script = subprocess.run(["pip", "install", "tabulate"], capture_output=True, text=True)
+            module = subprocess.run([sys.executable, "-m", "pip", "install", "tabulate"], capture_output=True, text=True)
+            try:
+                import pip
+                imported = "imported"
+            except ImportError as error:
+                imported = str(error)
+            (script.returncode, module.returncode, "operator" in script.stderr, "operator" in module.stderr, "operator" in imported)
+            """)
+        #expect(r.status == .ok, "\(r.error?.value ?? "") \(r.stderr)")
+        #expect(r.result?["text/plain"] == "(1, 1, True, True, True)")
+    }
+
     @Test func zygoteIsSingleThreadedWhenItForks() async throws {
         let hello = try await EngineFixture.engine.start()
         #expect(hello.threads == 1)

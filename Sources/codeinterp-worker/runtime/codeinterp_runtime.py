@@ -167,6 +167,37 @@ def after_fork():
                 stream.reconfigure(encoding="utf-8", errors=stream.errors, line_buffering=True)
             except (OSError, ValueError):
                 pass  # a closed stream: the child has nowhere to print anyway
+    if os.getpid() == 1:  # pid 1 of its own namespace: /tmp is this execution's own
+        _install_pip_stub("/tmp/.codeinterp/python")
+
+
+PIP_MESSAGE = (
+    "pip cannot install packages in this sandbox: it has no network access and its Python is read-only. "
+    "Preloaded: numpy, pandas, matplotlib, scipy, seaborn, scikit-learn, sympy, openpyxl, Pillow, reportlab; "
+    "every Python package installed on the server (for example with `apt install python3-NAME`) can be "
+    "imported too. To add another one, ask the operator of this codeinterp server to install it there; "
+    "otherwise, solve the task with the packages at hand."
+)
+
+
+def _install_pip_stub(directory):
+    """`import pip`, `python3 -m pip` and the `pip` script (which imports pip) explain what to do instead of
+    failing on the network or on Debian's externally-managed marker."""
+    try:
+        os.makedirs(os.path.join(directory, "pip"), exist_ok=True)
+        with open(os.path.join(directory, "pip", "__init__.py"), "w") as f:
+            f.write(
+                "import os, sys\n"
+                "MESSAGE = %r\n"
+                "# Run as a program (python3 -m pip, the pip script): say it and fail; imported: an ImportError.\n"
+                "if sys.argv and (sys.argv[0] == '-m' or os.path.basename(sys.argv[0]).startswith('pip')):\n"
+                "    sys.stderr.write(MESSAGE + '\\n')\n"
+                "    sys.exit(1)\n"
+                "raise ImportError(MESSAGE)\n" % PIP_MESSAGE)
+    except OSError:
+        return  # no writable /tmp: pip fails as it would anyway
+    sys.path.insert(0, directory)
+    os.environ["PYTHONPATH"] = directory + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 
 
 def execute(code, result_fd, keep_open=False, one_shot=False):
