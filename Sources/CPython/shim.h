@@ -31,6 +31,11 @@ static inline const char *ci_py_initialize(const char *executable) {
 /// callable(*args) for up to three arguments (PyObject_CallFunctionObjArgs is variadic).
 static inline PyObject *ci_py_call0(PyObject *callable) { return PyObject_CallNoArgs(callable); }
 static inline PyObject *ci_py_call1(PyObject *callable, PyObject *a) { return PyObject_CallOneArg(callable, a); }
+/// A new reference to None (Py_None is a macro).
+static inline PyObject *ci_py_none(void) { Py_INCREF(Py_None); return Py_None; }
+static inline PyObject *ci_py_call2(PyObject *callable, PyObject *a, PyObject *b) {
+    return PyObject_CallFunctionObjArgs(callable, a, b, NULL);
+}
 static inline PyObject *ci_py_call3(PyObject *callable, PyObject *a, PyObject *b, PyObject *c) {
     return PyObject_CallFunctionObjArgs(callable, a, b, c, NULL);
 }

@@ -8,7 +8,7 @@ public struct CodeInterpCommand: AsyncParsableCommand {
         abstract: "A self-hosted code interpreter: model-written Python in forked, seccomp-restricted sandboxes.",
         version: CodeInterpServer.version,
         subcommands: [RunCommand.self, ServeCommand.self, McpCommand.self, ChatCommand.self, DoctorCommand.self,
-                      ProfileCommand.self, BenchCommand.self])
+                      ProfileCommand.self, PackagesCommand.self, BenchCommand.self])
 
     public init() {}
 }

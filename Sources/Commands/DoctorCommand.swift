@@ -73,6 +73,9 @@ struct DoctorCommand: AsyncParsableCommand {
               preloaded         \(hello.preloaded.joined(separator: ", "))
             """)
         if !hello.failedPreloads.isEmpty { print("  FAILED to import  \(hello.failedPreloads.joined(separator: ", "))") }
+        let added = PythonPackages(dataDirectory: config.dataDirectory).manifest().installed
+        print("  added packages    " + (added.isEmpty ? "none (codeinterp packages install NAME)"
+            : added.sorted { $0.key.lowercased() < $1.key.lowercased() }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
         print("  probe execution   \(probe.status.rawValue): \(probe.result?["text/plain"] ?? probe.error.map { "\($0.name): \($0.value)" } ?? "")")
         for note in report.notes { print("  weaker: \(note)") }
     }

@@ -174,7 +174,8 @@ public final class ExecutionEngine: Sendable {
                 arguments: ["--control-fd", "3", "--slots", String(configuration.sessionSlotRange.upperBound),
                             "--uid-base", String(configuration.uidBase),
                             "--preload", configuration.preload.joined(separator: ","),
-                            "--mpl-config-dir", configuration.dataDirectory + "/mplconfig"],
+                            "--mpl-config-dir", configuration.dataDirectory + "/mplconfig",
+                            "--packages", PythonPackages(dataDirectory: configuration.dataDirectory).site],
                 logPath: configuration.dataDirectory + "/logs/worker.log")
             let hello: WorkerHello
             do { hello = try await worker.hello() } catch {

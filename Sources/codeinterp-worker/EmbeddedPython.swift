@@ -43,7 +43,8 @@ struct EmbeddedPython {
     }
 
     /// Imports each module; returns (loaded, failed).
-    func preload(_ modules: [String]) -> (loaded: [String], failed: [String]) {
+    /// `packages`: the operator's package directory, put on sys.path first.
+    func preload(_ modules: [String], packages: String?) -> (loaded: [String], failed: [String]) {
         let list = PyList_New(0)!
         defer { ci_py_decref(list) }
         for m in modules {
@@ -51,7 +52,9 @@ struct EmbeddedPython {
             PyList_Append(list, s)
             ci_py_decref(s)
         }
-        guard let r = ci_py_call1(preloadFn, list) else {
+        let path = packages.map { PyUnicode_FromString($0)! } ?? ci_py_none()
+        defer { ci_py_decref(path) }
+        guard let r = ci_py_call2(preloadFn, list, path) else {
             return ([], modules.map { "\($0) (\(EmbeddedPython.fetchError()))" })
         }
         defer { ci_py_decref(r) }

@@ -23,6 +23,8 @@ struct IsolationPlan {
     var session: Bool
     /// Slots that share one uid when there is no uid per slot (RLIMIT_NPROC counts them together).
     var sharedUidSlots: Int
+    /// The operator's Python packages (`codeinterp packages`): bound read-only at the same path.
+    var packages: String? = nil
 }
 
 /// The isolation sequence of a child, in order. Runs in the forked child of the single-threaded zygote, as root
@@ -108,6 +110,8 @@ private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
     // Opened in the new namespace (a bind source must belong to it) and before anything is mounted over its path.
     let workdirFd = open(plan.workdir, CI_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     guard workdirFd >= 0 else { throw SystemCallError(operation: "open workdir \(plan.workdir)", errno: errno) }
+    // Likewise the operator's packages (absent until some are added).
+    let packagesFd = plan.packages.map { open($0, CI_O_PATH | O_DIRECTORY | O_CLOEXEC) } ?? -1
     if let uid = plan.uid {
         try check("chown workdir") { fchownat(workdirFd, "", uid, uid, CI_AT_EMPTY_PATH) }
     }
@@ -162,6 +166,17 @@ private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
     let tmpOptions = "size=\(plan.limits.tmpBytes),mode=1777"
     try mountFs("tmpfs", "\(root)/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmpOptions)
     try mountFs("tmpfs", "\(root)/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmpOptions)
+    if let packages = plan.packages, packagesFd >= 0 {
+        // At the path the zygote put on sys.path, so that what it preloaded from there and what the code imports
+        // resolve alike. After /tmp's tmpfs, which would hide it when the data directory is under /tmp.
+        var path = root
+        for part in packages.split(separator: "/") {
+            path += "/" + part
+            if access(path, F_OK) != 0 { try check("mkdir \(path)") { mkdir(path, 0o755) } }
+        }
+        try bindReadOnly("/proc/self/fd/\(packagesFd)", path)
+        close(packagesFd)
+    }
     // The child's own pid namespace: only the execution's processes exist here. hidepid=2 matters where the
     // host gave no pid namespace per child (other slots' processes are then hidden by uid).
     try mountFs("proc", "\(root)/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")

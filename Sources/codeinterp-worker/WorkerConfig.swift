@@ -9,6 +9,8 @@ struct WorkerConfig {
     var mplConfigDir = "/tmp/codeinterp-mpl"
     /// Name of this worker's cgroup directory under each controller.
     var cgroupName = "codeinterp"
+    /// Python packages the operator added (`codeinterp packages`): on sys.path, read-only in every sandbox.
+    var packages: String?
 
     static func parse(_ args: [String]) throws(WorkerError) -> WorkerConfig {
         var c = WorkerConfig()
@@ -27,6 +29,7 @@ struct WorkerConfig {
             case "--python": c.python = try value()
             case "--mpl-config-dir": c.mplConfigDir = try value()
             case "--cgroup-name": c.cgroupName = try value()
+            case "--packages": c.packages = try value()
             default: throw WorkerError("unknown argument \(args[i])")
             }
             i += 1

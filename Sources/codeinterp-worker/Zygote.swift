@@ -182,7 +182,8 @@ final class Zygote {
             limits: request.limits, network: request.network, hostNetworkFd: namespaces.hostNetworkFd,
             cgroupProcs: cgroups?.procsFiles(slot: request.slot) ?? [], filter: filter,
             baseAddressSpace: baseAddressSpace, namespaces: namespaces.report.root || namespaces.report.userNamespace,
-            ownPidNamespace: ownPidNamespace >= 0, session: request.session, sharedUidSlots: config.slots)
+            ownPidNamespace: ownPidNamespace >= 0, session: request.session, sharedUidSlots: config.slots,
+            packages: config.packages)
         let oomBefore = cgroups?.oomKills(slot: request.slot) ?? 0
 
         // A pid namespace per child: the interpreter is its pid 1, and when it ends the kernel ends every process

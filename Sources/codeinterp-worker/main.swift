@@ -56,7 +56,7 @@ do { python = try EmbeddedPython(executable: config.python) } catch {
     FileHandle.standardError.write(Data("codeinterp-worker: \(error)\n".utf8))
     exit(3)
 }
-let (loaded, failed) = python.preload(config.preload)
+let (loaded, failed) = python.preload(config.preload, packages: config.packages)
 python.warmup()
 // Before the first fork and before the zygote measures its address space (the base of every child's RLIMIT_AS).
 let hugePageBytes = ci_collapse_into_huge_pages()

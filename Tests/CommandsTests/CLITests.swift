@@ -20,6 +20,46 @@ struct CLITests {
         return try Subprocess.run([Subprocess.codeinterpBinary()] + args, environment: env, stdin: stdin)
     }
 
+    /// An operator adds a package from a wheel folder (no network); every sandbox imports it, read-only; it is
+    /// listed, and removing it takes it away again.
+    @Test func aPackageFromAWheelFolderIsImportedInTheSandbox() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ci-packages-\(getpid())").path
+        let data = work + "/data", wheels = work + "/wheels", source = work + "/src"
+        try? FileManager.default.removeItem(atPath: work)
+        try FileManager.default.createDirectory(atPath: source + "/ci_demo_pkg", withIntermediateDirectories: true)
+        try "def hello():\n    return 'hello from a wheel'\n".write(toFile: source + "/ci_demo_pkg/__init__.py", atomically: true, encoding: .utf8)
+        try "[project]\nname = \"ci-demo-pkg\"\nversion = \"1.2.3\"\n[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n"
+            .write(toFile: source + "/pyproject.toml", atomically: true, encoding: .utf8)
+        let wheel = try Subprocess.run(["/usr/bin/python3", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                                        "-w", wheels, source])
+        #expect(wheel.status == 0, "\(wheel.stderr)")
+
+        func cli(_ args: [String]) throws -> Subprocess.Output { try codeinterp(args + ["--data-dir", data]) }
+        let installed = try cli(["packages", "install", "ci-demo-pkg", "--find-links", wheels])
+        #expect(installed.status == 0, "\(installed.stderr)")
+        #expect(installed.stdout.contains("ci-demo-pkg==1.2.3"))
+        let listed = try cli(["packages", "list"]).stdout
+        #expect(listed.contains("demo") && listed.contains("1.2.3"), "\(listed)")
+
+        let run = try cli(["run", "--standalone", "-c", """
+            import ci_demo_pkg
+            try:
+                open(ci_demo_pkg.__file__, "a")
+                writable = True
+            except OSError:
+                writable = False
+            (ci_demo_pkg.hello(), writable)
+            """])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "('hello from a wheel', False)\n")
+
+        let removed = try cli(["packages", "remove", "ci-demo-pkg"])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        let gone = try cli(["run", "--standalone", "-c", "import ci_demo_pkg"])
+        #expect(gone.status == 1 && gone.stderr.contains("ModuleNotFoundError"))
+        try? FileManager.default.removeItem(atPath: work)
+    }
+
     @Test func stdinValueIsPrinted() throws {
         let r = try codeinterp(["run", "-"], stdin: "import numpy as np; np.arange(5).sum()")
         #expect(r.status == 0)

@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
 DEBIAN_PACKAGES=(
-  libseccomp-dev python3-dev pkg-config python3-venv
+  libseccomp-dev python3-dev pkg-config python3-venv python3-pip python3-setuptools
   python3-numpy python3-pandas python3-matplotlib python3-scipy python3-seaborn python3-sklearn
   python3-openpyxl python3-reportlab python3-sympy python3-pil
 )

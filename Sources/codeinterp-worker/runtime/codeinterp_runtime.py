@@ -113,8 +113,11 @@ _event_loop = None
 
 # --- Interface called by the Swift worker -------------------------------------------------------------
 
-def preload(modules):
-    """Import each module; return (loaded, failed). Never raises."""
+def preload(modules, packages=None):
+    """Import each module; return (loaded, failed). Never raises. `packages`: the operator's package directory,
+    put on sys.path after the system's (so it adds modules but cannot replace the ones Debian ships)."""
+    if packages and os.path.isdir(packages) and packages not in sys.path:
+        sys.path.append(packages)
     loaded, failed = [], []
     for name in modules:
         try:
