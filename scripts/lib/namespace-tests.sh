@@ -18,7 +18,7 @@ elif [ $# -eq 0 ] && [ -n "${UNPRIVILEGED_USER:-}" ]; then
   runuser -u "$UNPRIVILEGED_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 \
     CODEINTERP_TEST_UNPRIVILEGED=1 \
     "$ROOT/.build/debug/codeinterpPackageTests.xctest" --testing-library swift-testing \
-    --filter 'SandboxTests\.(TenantIsolationTests|AttackTests|LimitTests|SessionTests|ExecutionTests)'
+    --filter 'SandboxTests\.(TenantIsolationTests|AttackTests|LimitTests|SessionTests|ExecutionTests|AdversarialCorpusTests)'
 fi
 
 log "end-to-end tests: the openai and mcp packages and the examples against codeinterp serve"
