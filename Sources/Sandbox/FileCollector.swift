@@ -84,11 +84,17 @@ struct FileCollector {
                 // be a FIFO with a silent writer, whose read would wait forever. Only read what is still a file.
                 var opened = stat()
                 guard fstat(fd, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG else { continue }
-                if let file = try? store.store(fd: fd, name: name, path: "/mnt/data/\(rel)", source: "assistant",
-                                               sessionId: sessionId, retention: retention,
-                                               maxBytes: limits.outputBytes - bytes) {
+                do {
+                    let file = try store.store(fd: fd, name: name, path: "/mnt/data/\(rel)", source: "assistant",
+                                               sessionId: sessionId, retention: retention, maxBytes: limits.outputBytes - bytes)
                     bytes += file.sizeBytes
                     outcome.files.append(file)
+                } catch let error as FileStoreError where error.code == .tooLarge {
+                    // It grew past the output limit while being read.
+                    outcome.skip("\(rel) (over the \(limits.outputBytes)-byte output limit)")
+                } catch {
+                    // The store left nothing of it behind; say so rather than return a result without it.
+                    outcome.skip("\(rel) (could not be stored: \(error))")
                 }
             default:
                 // Symlinks, fifos, sockets, devices: never followed, never collected.

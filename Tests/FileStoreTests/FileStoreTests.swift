@@ -29,7 +29,7 @@ final class Scratch {
     }
 
     func blobDirectoryEntries() throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: filesDirectory).sorted()
+        try FileManager.default.contentsOfDirectory(atPath: filesDirectory).filter { $0 != ".lock" }.sorted()
     }
 
     /// A real file on disk with `bytes`, opened with `flags`; the caller closes the descriptor.
@@ -374,6 +374,25 @@ func setModificationTime(_ path: String, to date: Date) throws {
         try store.sweepExpired(now: Date().addingTimeInterval(FileStore.orphanGracePeriod + 60))
         #expect(try Set(scratch.blobDirectoryEntries()) == [kept.id, foreign])
         #expect(contents(store.blobPath(for: kept)) == [9])
+    }
+
+    @Test func aStoreThatOpensAloneRemovesACrashsLeftoversAtOnce() throws {
+        let scratch = try Scratch()
+        let kept = try scratch.open().store(bytes: [9], name: "kept.txt", path: "", source: "user", retention: nil)
+        let leftovers = [".tmp-" + UUID().uuidString.lowercased(), UUID().uuidString.lowercased()]
+        do {
+            // Another store has the directory open (the CLI beside a server): fresh leftovers may be its stores in
+            // progress.
+            let other = try scratch.open()
+            for name in leftovers { try Data([1]).write(to: URL(fileURLWithPath: scratch.filesDirectory + "/" + name)) }
+            _ = try scratch.open()
+            #expect(try Set(scratch.blobDirectoryEntries()) == Set([kept.id] + leftovers))
+            withExtendedLifetime(other) {}
+        }
+        // Alone (the process that wrote them died with them), they go as the store opens.
+        let alone = try scratch.open()
+        #expect(try Set(scratch.blobDirectoryEntries()) == [kept.id])
+        #expect(contents(alone.blobPath(for: kept)) == [9])
     }
 
     @Test func oldLeftoversFromAPreviousRunAreRemovedByTheNextSweep() throws {
