@@ -6,7 +6,9 @@ source "$(dirname "$0")/setup.sh"
 ip link set lo up 2>/dev/null || true
 # One API key sending as fast as 50 clients can: the per-key rate limit would only slow the run down. The
 # execution queue keeps its limit, so clients still meet 429s and retry after Retry-After.
-start_server "$ROOT/.build/debug/codeinterp" --rate-limit 0
+# A session interpreter per client: with fewer, the longest idle is stopped to make room (as documented), and its
+# next cell finds its variables gone, which the soak would count against the sandbox.
+CODEINTERP_SESSION_SLOTS="${CONCURRENCY:-50}" start_server "$ROOT/.build/debug/codeinterp" --rate-limit 0
 trap stop_server EXIT
 log "soak: ${EXECUTIONS:-10000} executions at concurrency ${CONCURRENCY:-50} against $CODEINTERP_URL"
 if ! /usr/bin/python3 "$ROOT/scripts/soak-cases/soak.py" "$CODEINTERP_URL" "$CODEINTERP_API_KEY" \

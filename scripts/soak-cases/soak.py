@@ -258,17 +258,22 @@ def descendants(procs, root):
     return seen
 
 
-def cgroup_dirs():
-    found = 0
-    for top in ["/sys/fs/cgroup"] + [f"/sys/fs/cgroup/{c}" for c in ("memory", "pids")]:
+def stale_cgroups():
+    """codeinterp-* cgroups whose zygote group is empty: nobody owns them any more (live ones of other instances
+    on this machine are not counted). The kernel's own counters, which read the same from every pid namespace."""
+    stale = 0
+    for top in ("/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"):
         for dirpath, dirnames, _ in os.walk(top):
-            depth = dirpath[len(top):].count("/")
-            if depth > 4:
+            if dirpath[len(top):].count("/") > 4:
                 dirnames[:] = []
                 continue
-            found += sum(1 for d in dirnames if d.startswith("codeinterp-") and os.path.isdir(os.path.join(dirpath, d)))
+            for d in [d for d in dirnames if d.startswith("codeinterp-")]:
+                zygote = os.path.join(dirpath, d, "zygote")
+                events, pids = read(zygote + "/cgroup.events"), read(zygote + "/pids.current")
+                if (events is not None and "populated 0" in events) or (pids is not None and pids.strip() == "0"):
+                    stale += 1
             dirnames[:] = [d for d in dirnames if not d.startswith("codeinterp-")]
-    return found
+    return stale
 
 
 def snapshot(data_dir, server_pid):
@@ -297,7 +302,7 @@ def snapshot(data_dir, server_pid):
         "processes": len(tree), "worker_processes": len(workers), "other_processes": len(others),
         "other_commands": sorted({procs[p]["cmd"][:60] for p in others})[:10],
         "sandbox_uid_processes": sum(1 for p in tree if procs[p]["uid"] in SANDBOX_UIDS),
-        "mount_namespaces": len(mount_namespaces), "server_mounts": server_mounts, "cgroups": cgroup_dirs(),
+        "mount_namespaces": len(mount_namespaces), "server_mounts": server_mounts, "cgroups": stale_cgroups(),
         "work_dirs": len(work), "temp_files": len(temps),
         "rows_without_blobs": len(set(rows) - blobs), "blobs_without_rows": len(blobs - set(rows)),
         "sha256_mismatches": mismatched, "session_dirs_without_rows": len(session_dirs - session_rows),
@@ -399,7 +404,7 @@ def main():
         ("processes: user code left running / sandbox uids", f"{end['other_processes']} / {span('sandbox_uid_processes')}"),
         ("zygote + warm children", span("worker_processes")),
         ("mount namespaces / mounts of the data dir in the server's", f"{span('mount_namespaces')} / {span('server_mounts')}"),
-        ("codeinterp cgroups", span("cgroups")),
+        ("codeinterp cgroups left without their zygote", span("cgroups")),
         ("work directories / temp files", f"{span('work_dirs')} / {span('temp_files')}"),
         ("rows without blobs / blobs without rows", f"{end['rows_without_blobs']} / {end['blobs_without_rows']}"),
         ("stored files whose sha256 no longer matches", f"{end['sha256_mismatches']} of {end['stored_files']}"),
