@@ -273,10 +273,8 @@ class WorkerKilledUnderLoad(unittest.TestCase):
                 self.assertIn("worker", body["error"]["message"])
             # /healthz tells the truth until a worker runs again (its own check starts one), then is healthy.
             status, health = server.request("GET", "/healthz", key=False)
-            if status != 200:
-                self.assertEqual(status, 503)
-                self.assertEqual(health["status"], "unavailable")
-                self.assertIn("worker", health["reason"])
+            self.assertEqual((status, health["status"]), (503, "unavailable"), health)
+            self.assertIn("worker", health["reason"])
             server.wait_healthy()
             second = server.worker_pid()
             self.assertNotIn(second, (None, first))
