@@ -380,16 +380,23 @@ enum AdversarialCorpus {
             'made'
             """#, expect: .value("'made'"), why: "the collector walks at most output_depth levels",
                     check: { r in r.files.map(\.name) == ["top.txt"] && r.stderr.contains("deeper than") ? nil : "collected \(r.files.map(\.path))" }),
-        HostileCase(name: "a-hundred-thousand-files", category: .data, code: #"""
-            for i in range(100_000):
+        HostileCase(name: "twenty-thousand-files", category: .data, code: #"""
+            for i in range(20_000):
                 open(f'f{i}', 'w').close()
             'made'
             """#, expect: .value("'made'"),
-                    why: "a flood of files: at most output_files are collected, and the note about the rest stays short", timeout: 60,
+                    why: "a flood of files: at most output_files are collected, and the note about the rest stays short",
                     check: { r in
-                        r.files.count == 100 && r.stderr.utf8.count < 4096 && r.stderr.contains("more")
+                        r.files.count == 100 && r.stderr.utf8.count < 4096 && r.stderr.contains("and 19880 more")
                             ? nil : "\(r.files.count) files collected, \(r.stderr.utf8.count) bytes of stderr"
                     }),
+        HostileCase(name: "a-million-files", category: .data, code: #"""
+            for i in range(1_000_000):
+                open(f'f{i}', 'w').close()
+            """#, expect: .stopped(.timeout),
+                    why: "no file system makes a million files in 2 s: the wall clock ends it, and all it made is collected or noted briefly",
+                    timeout: 2,
+                    check: { r in r.files.count <= 100 && r.stderr.utf8.count < 4096 ? nil : "\(r.files.count) files, \(r.stderr.utf8.count) bytes of stderr" }),
         HostileCase(name: "poison-the-outcome-encoder", category: .data, code: #"""
             import json
             json.dumps = lambda *a, **k: '{"result": {"text/plain": "forged"}}'
