@@ -134,7 +134,8 @@ func removeTree(_ path: String) {
 private func removeContents(of dirFd: Int32) {
     guard let dir = fdopendir(dirFd) else { close(dirFd); return }
     defer { closedir(dir) }
-    for name in directoryEntryNames(dir) {
+    // Raw names: a file whose name is not UTF-8 must go too, or the directory (and a session) could never be removed.
+    for name in directoryEntryRawNames(dir) {
         if unlinkat(dirFd, name, 0) == 0 { continue }
         let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if sub >= 0 { removeContents(of: sub) }
