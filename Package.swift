@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "InterpreterCore"]),
         .testTarget(name: "FileStoreTests", dependencies: ["FileStore"]),
         .testTarget(name: "SandboxTests", dependencies: [
-            "Sandbox", "FileStore", "InterpreterCore", .product(name: "Crypto", package: "swift-crypto"),
+            "Sandbox", "FileStore", "InterpreterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "CommandsTests", dependencies: ["InterpreterCore", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: [

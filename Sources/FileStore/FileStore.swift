@@ -19,6 +19,8 @@ import Darwin
 /// - `sweepExpired` removes orphans (blobs without a row, and temp files) only once they are older than
 ///   `orphanGracePeriod`, because a fresh one may belong to a `store` in progress, here or in another process
 ///   sharing the directory (CLI and server).
+/// - Every open store holds a shared lock on `files/.lock`. A store that can take it exclusively when it opens is
+///   the directory's only user: its orphans are a crash's leftovers, removed at once, whatever their age.
 public final class FileStore: Sendable {
     /// The data directory, made absolute.
     public let directory: String
@@ -26,6 +28,8 @@ public final class FileStore: Sendable {
     public let filesDirectory: String
     /// The metadata database. Other components add their own tables through `extraMigrations`.
     public let database: DatabasePool
+    /// `files/.lock`, held shared for the store's life (see the invariants above).
+    private let lockDescriptor: Int32
 
     public static let databaseFileName = "codeinterp.sqlite"
     /// How long files are kept when the caller does not say: 24 h, as OpenAI's container files.
@@ -58,6 +62,18 @@ public final class FileStore: Sendable {
         Self.registerMigrations(&migrator)
         extraMigrations(&migrator)
         try migrator.migrate(database)
+
+        lockDescriptor = open(filesDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if lockDescriptor >= 0 {
+            if flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 {
+                try removeOrphans(modifiedBefore: .distantFuture)
+            }
+            while flock(lockDescriptor, LOCK_SH) != 0 && errno == EINTR {}
+        }
+    }
+
+    deinit {
+        if lockDescriptor >= 0 { close(lockDescriptor) }
     }
 
     static func registerMigrations(_ migrator: inout DatabaseMigrator) {

@@ -19,10 +19,19 @@ struct FileCollector {
 
     struct Outcome {
         var files: [StoredFile] = []
+        /// What was left out and why: the first `maxListedSkips`, then how many more (a million files must not
+        /// become a million lines of stderr).
         var skipped: [String] = []
+        var unlistedSkips = 0
         /// Every regular file found (relative path -> stamp), collected or unchanged.
         var seen: [String: FileStamp] = [:]
+
+        mutating func skip(_ reason: String) {
+            if skipped.count < FileCollector.maxListedSkips { skipped.append(reason) } else { unlistedSkips += 1 }
+        }
     }
+
+    static let maxListedSkips = 20
 
     /// Collects the regular files under `workdir`, except those whose stamp is in `known` unchanged (inputs
     /// copied in, or files a session's earlier cells already produced).
@@ -33,6 +42,7 @@ struct FileCollector {
         guard root >= 0 else { return outcome }
         walk(dirFd: root, relative: "", depth: 0, bytes: &bytes, outcome: &outcome, known: known)
         outcome.files.sort { $0.path < $1.path }
+        if outcome.unlistedSkips > 0 { outcome.skipped.append("and \(outcome.unlistedSkips) more") }
         return outcome
     }
 
@@ -50,7 +60,7 @@ struct FileCollector {
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
                 guard depth + 1 < limits.outputDepth else {
-                    outcome.skipped.append("\(rel)/ (deeper than \(limits.outputDepth) levels)")
+                    outcome.skip("\(rel)/ (deeper than \(limits.outputDepth) levels)")
                     continue
                 }
                 let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -60,21 +70,31 @@ struct FileCollector {
                 outcome.seen[rel] = stamp
                 if known[rel] == stamp { continue }
                 guard outcome.files.count < limits.outputFiles else {
-                    outcome.skipped.append("\(rel) (more than \(limits.outputFiles) files)")
+                    outcome.skip("\(rel) (more than \(limits.outputFiles) files)")
                     continue
                 }
                 guard bytes + Int64(st.st_size) <= limits.outputBytes else {
-                    outcome.skipped.append("\(rel) (over the \(limits.outputBytes)-byte output limit)")
+                    outcome.skip("\(rel) (over the \(limits.outputBytes)-byte output limit)")
                     continue
                 }
                 let fd = openat(dirFd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
                 guard fd >= 0 else { continue }
                 defer { close(fd) }
-                if let file = try? store.store(fd: fd, name: name, path: "/mnt/data/\(rel)", source: "assistant",
-                                               sessionId: sessionId, retention: retention,
-                                               maxBytes: limits.outputBytes - bytes) {
+                // A session's interpreter lives on while this runs: what was a regular file a moment ago may now
+                // be a FIFO with a silent writer, whose read would wait forever. Only read what is still a file.
+                var opened = stat()
+                guard fstat(fd, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG else { continue }
+                do {
+                    let file = try store.store(fd: fd, name: name, path: "/mnt/data/\(rel)", source: "assistant",
+                                               sessionId: sessionId, retention: retention, maxBytes: limits.outputBytes - bytes)
                     bytes += file.sizeBytes
                     outcome.files.append(file)
+                } catch let error as FileStoreError where error.code == .tooLarge {
+                    // It grew past the output limit while being read.
+                    outcome.skip("\(rel) (over the \(limits.outputBytes)-byte output limit)")
+                } catch {
+                    // The store left nothing of it behind; say so rather than return a result without it.
+                    outcome.skip("\(rel) (could not be stored: \(error))")
                 }
             default:
                 // Symlinks, fifos, sockets, devices: never followed, never collected.
@@ -114,7 +134,8 @@ func removeTree(_ path: String) {
 private func removeContents(of dirFd: Int32) {
     guard let dir = fdopendir(dirFd) else { close(dirFd); return }
     defer { closedir(dir) }
-    for name in directoryEntryNames(dir) {
+    // Raw names: a file whose name is not UTF-8 must go too, or the directory (and a session) could never be removed.
+    for name in directoryEntryRawNames(dir) {
         if unlinkat(dirFd, name, 0) == 0 { continue }
         let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if sub >= 0 { removeContents(of: sub) }

@@ -52,6 +52,15 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         return e
     }
 
+    /// A failed write to the data directory: 507 when it is full (the client may retry later, nothing was kept),
+    /// else a 500.
+    static func storageFailure(_ message: String, errno code: Int32?) -> APIError {
+        let text = code.map { "\(message): \(String(cString: strerror($0)))" } ?? message
+        guard let code, code == ENOSPC || code == EDQUOT else { return .internalError(text) }
+        return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), message: text + " (nothing was kept)", type: "server_error",
+                        code: "insufficient_storage")
+    }
+
     static func internalError(_ message: String) -> APIError {
         APIError(status: .internalServerError, message: message, type: "server_error", code: "internal_error")
     }
@@ -99,7 +108,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
             switch e.code {
             case .tooLarge: return .tooLarge(e.message)
             case .invalidArgument: return .invalidRequest(e.message)
-            case .io: return .internalError(e.description)
+            case .io: return .storageFailure(e.message, errno: e.errno)
             }
         case let e as HTTPError:
             switch e.status {

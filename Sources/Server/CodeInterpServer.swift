@@ -24,6 +24,7 @@ public final class CodeInterpServer: Sendable {
     let responsesState = ResponsesState()
     /// The page at `/` and its files.
     let web: WebAssets
+    let healthMonitor = HealthMonitor()
     /// The model behind `/v1/responses`.
     let upstream: any ModelUpstream
     private let boundPort = Mutex<Int?>(nil)
@@ -149,18 +150,6 @@ public final class CodeInterpServer: Sendable {
         addResponsesRoutes(to: router)
         addWebRoutes(to: router)
         return router
-    }
-
-    func health() throws -> Response {
-        struct Health: Encodable {
-            var status: String
-            var version: String
-            var uptime_s: Int
-            var slots: Int
-            var executions_in_flight: Int
-        }
-        return try jsonResponse(Health(status: "ok", version: Self.version, uptime_s: Int(Date().timeIntervalSince(startedAt)),
-                                       slots: engine.configuration.slots, executions_in_flight: gate.inFlight))
     }
 
     public static let version = "0.1.0"

@@ -34,7 +34,11 @@ extension CodeInterpServer {
     func execute(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let body = try parseExecute(try await jsonBody(request))
         let executionRequest = try makeExecutionRequest(body)
-        let wantsStream = request.uri.queryParameters["stream"].map { $0 == "true" || $0 == "1" } ?? false
+        let streamParameter = request.uri.queryParameters["stream"].map(String.init)
+        guard streamParameter.map({ ["true", "false", "1", "0"].contains($0) }) ?? true else {
+            throw APIError.invalidRequest("\"stream\" must be true or false", param: "stream")
+        }
+        let wantsStream = streamParameter == "true" || streamParameter == "1"
             || (request.headers[.accept]?.lowercased().contains("text/event-stream") ?? false)
 
         guard gate.tryEnter() else {
@@ -71,6 +75,7 @@ extension CodeInterpServer {
         let started = ContinuousClock.now
         do {
             let result = try await engine.execute(request, output: output)
+            healthMonitor.executionRan()
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             metrics.recordExecution(status: result.status, seconds: seconds)
@@ -84,6 +89,7 @@ extension CodeInterpServer {
             }
             return publish(result, keepStorePaths: local)
         } catch {
+            if let e = error as? EngineError, EngineErrorKind(e) == .unavailable { healthMonitor.executionFailed(e.message) }
             metrics.recordExecutionFailure()
             logger.error("execution failed", metadata: ["error": "\(error)"])
             throw error

@@ -21,6 +21,16 @@ struct FrontMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound && (context.endpointPath ?? "NotFound") == "NotFound" {
+            // No route for this method: a path the API has under other methods is a 405 that names them.
+            let allowed = OpenAPIDocument.methods(forPath: request.uri.path)
+            var apiError = APIError.from(error)
+            if !allowed.isEmpty {
+                apiError = APIError(status: .methodNotAllowed, message: "\(request.method) is not allowed here; use \(allowed.joined(separator: ", "))",
+                                    type: "invalid_request_error", code: "method_not_allowed")
+                apiError.headers = [(.allow, allowed.joined(separator: ", "))]
+            }
+            response = apiError.response()
         } catch {
             let apiError = APIError.from(error)
             if apiError.status.code >= 500 {
@@ -85,6 +95,9 @@ struct AuthMiddleware: RouterMiddleware {
         let route = context.endpointPath ?? ""
         if Self.publicRoutes.contains(route) || context.local { return try await next(request, context) }
         let query = request.uri.queryParameters
+        if route == Self.signedRoute, let expires = query["expires"], Int(expires) == nil {
+            throw APIError.invalidRequest("\"expires\" must be an integer (unix seconds)", param: "expires")
+        }
         if route == Self.signedRoute, query["sig"] != nil, let id = context.parameters.get("id") {
             switch signer.verify(fileId: id, expires: query["expires"].map(String.init), sig: query["sig"].map(String.init)) {
             case .valid: return try await next(request, context)

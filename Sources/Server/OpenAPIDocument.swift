@@ -16,6 +16,12 @@ enum OpenAPIDocument {
         var otherContentTypes: [String] = []
         var errors: [String] = ["400", "401", "404", "429"]
         var isPublic = false
+        /// More media types of the success response (a streamed variant).
+        var alternatives: [(contentType: String, schema: JSONValue)] = []
+        /// More non-error responses (202 for an MCP notification, 503 of /healthz).
+        var otherResponses: [(status: String, contentType: String, schema: JSONValue)] = []
+        /// Errors answered in another shape than the envelope (the MCP SDK's JSON-RPC errors).
+        var errorSchemas: [String: JSONValue] = [:]
     }
 
     static func ref(_ name: String) -> JSONValue { .object(["$ref": .string("#/components/schemas/\(name)")]) }
@@ -45,8 +51,10 @@ enum OpenAPIDocument {
 
     static var operations: [Operation] {
         var ops: [Operation] = [
-            Operation(method: "get", path: "/healthz", summary: "Liveness check (no API key).", tag: "operations",
-                      response: ("200", json, object(["status": type("string")], required: ["status"])), errors: [], isPublic: true),
+            Operation(method: "get", path: "/healthz",
+                      summary: "Health (no API key): 200 while executions can run, 503 with the reason while they cannot (no sandbox worker, sandbox set-up failing); a check while unhealthy starts a probe execution.",
+                      tag: "operations", response: ("200", json, ref("Health")), errors: [], isPublic: true,
+                      otherResponses: [("503", json, ref("Health"))]),
             Operation(method: "get", path: "/openapi.json", summary: "This document (no API key).", tag: "operations",
                       response: ("200", json, type("object")), errors: [], isPublic: true),
             Operation(method: "get", path: "/metrics", summary: "Prometheus metrics.", tag: "operations",
@@ -56,7 +64,8 @@ enum OpenAPIDocument {
                       tag: "execute",
                       query: [("stream", type("boolean"), "Stream the execution as Server-Sent Events.")],
                       requestBody: .object(["required": true, "content": .object([json: .object(["schema": ref("ExecuteRequest")])])]),
-                      response: ("200", json, ref("ExecutionResult")), errors: ["400", "401", "404", "413", "415", "429"]),
+                      response: ("200", json, ref("ExecutionResult")), errors: ["400", "401", "404", "413", "415", "429", "503"],
+                      alternatives: [("text/event-stream", .object(["description": "Server-Sent Events: stdout and stderr ({text}), display, file, then result (the ExecutionResult), or error (the envelope)."]))]),
             Operation(method: "get", path: "/", summary: "The page: a chat with the configured model and a notebook (HTML; no API key: it signs in with one, from `?token=KEY` or a form).",
                       tag: "page", query: [("token", type("string"), "An API key the page keeps (in local storage) and drops from the address bar.")],
                       response: ("200", "text/html", type("string")), errors: [], isPublic: true),
@@ -77,8 +86,8 @@ enum OpenAPIDocument {
                       tag: "files",
                       query: [("expires", type("integer"), "Signed URL expiry (unix seconds)."),
                               ("sig", type("string"), "Signed URL signature (HMAC-SHA256, hex).")],
-                      response: ("200", "application/octet-stream", .object(["type": "string", "format": "binary"])),
-                      errors: ["401", "403", "404", "416"]),
+                      response: ("200", "*/*", .object(["type": "string", "format": "binary", "description": "The file's own media type."])),
+                      errors: ["400", "401", "403", "404", "416"], otherResponses: [("206", "*/*", .object(["type": "string", "format": "binary"]))]),
             Operation(method: "delete", path: "/v1/files/{id}", summary: "Delete a stored file.", tag: "files",
                       response: ("200", json, ref("Deleted"))),
         ]
@@ -100,7 +109,7 @@ enum OpenAPIDocument {
                       tag: "sessions", response: ("200", json, ref("Deleted"))),
             Operation(method: "post", path: "/v1/sessions/{id}/files", summary: "Upload a file into the session's /mnt/data (multipart field `file`, or JSON `file_id`).",
                       tag: "sessions", requestBody: uploadBody, response: ("201", json, ref("File")),
-                      errors: ["400", "401", "404", "413", "415", "429"]),
+                      errors: ["400", "401", "404", "413", "415", "429", "507"]),
             Operation(method: "get", path: "/v1/sessions/{id}/files", summary: "The files in the session's /mnt/data.", tag: "sessions",
                       response: ("200", json, object(["object": type("string"), "data": array(ref("File"))]))),
             Operation(method: "post", path: "/v1/containers", summary: "OpenAI-compatible: create a container (a session).", tag: "containers",
@@ -115,7 +124,7 @@ enum OpenAPIDocument {
                       response: ("200", json, ref("Deleted"))),
             Operation(method: "post", path: "/v1/containers/{id}/files", summary: "OpenAI-compatible: add a file (multipart `file` or JSON `file_id`).",
                       tag: "containers", requestBody: uploadBody, response: ("200", json, ref("ContainerFile")),
-                      errors: ["400", "401", "404", "413", "415", "429"]),
+                      errors: ["400", "401", "404", "413", "415", "429", "507"]),
             Operation(method: "get", path: "/v1/containers/{id}/files", summary: "OpenAI-compatible: list a container's files.", tag: "containers",
                       query: listQuery, response: ("200", json, ref("ContainerFileList"))),
             Operation(method: "get", path: "/v1/containers/{id}/files/{file_id}", summary: "OpenAI-compatible: retrieve a container file.",
@@ -123,8 +132,8 @@ enum OpenAPIDocument {
             Operation(method: "delete", path: "/v1/containers/{id}/files/{file_id}", summary: "OpenAI-compatible: delete a container file.",
                       tag: "containers", response: ("200", json, ref("Deleted"))),
             Operation(method: "get", path: "/v1/containers/{id}/files/{file_id}/content", summary: "OpenAI-compatible: a container file's bytes.",
-                      tag: "containers", response: ("200", "application/octet-stream", .object(["type": "string", "format": "binary"])),
-                      errors: ["401", "404", "416"]),
+                      tag: "containers", response: ("200", "*/*", .object(["type": "string", "format": "binary", "description": "The file's own media type."])),
+                      errors: ["401", "404", "416"], otherResponses: [("206", "*/*", .object(["type": "string", "format": "binary"]))]),
         ]
         return ops
     }
@@ -141,7 +150,8 @@ enum OpenAPIDocument {
             Operation(method: "post", path: "/v1/responses",
                       summary: "OpenAI Responses API in front of the configured model. A `code_interpreter` tool runs here, in the request's container (an id, or `{\"type\":\"auto\"}`: one per conversation or response chain); `function` tools pass through. `stream: true` answers with Server-Sent Events.",
                       tag: "responses", requestBody: body("ResponseCreate"), response: ("200", json, ref("Response")),
-                      errors: ["400", "401", "404", "413", "415", "429", "502"]),
+                      errors: ["400", "401", "404", "413", "415", "429", "502"],
+                      alternatives: [("text/event-stream", .object(["description": "With `stream: true`: OpenAI's response events as Server-Sent Events."]))]),
             Operation(method: "get", path: "/v1/responses/{id}", summary: "A stored response.", tag: "responses",
                       query: includeQuery, response: ("200", json, ref("Response"))),
             Operation(method: "delete", path: "/v1/responses/{id}", summary: "Delete a stored response.", tag: "responses",
@@ -178,6 +188,12 @@ enum OpenAPIDocument {
     }
 
     static let sseOrJSON: JSONValue = .object(["description": "A JSON-RPC message (as JSON-RPC over SSE for POSTed requests)."])
+    /// The MCP transport answers its own protocol errors (no session, unknown session, Accept, content type) as
+    /// JSON-RPC errors; the API key, Origin and rate limit checks before it use the envelope.
+    static let mcpErrors: [String: JSONValue] = {
+        let jsonRPC: JSONValue = .object(["anyOf": .array([ref("JSONRPCError"), ref("Error")])])
+        return ["400": jsonRPC, "404": jsonRPC, "406": jsonRPC, "415": jsonRPC]
+    }()
 
     /// `execute_python` for chat backends and MCP hosts (ToolRoutes.swift).
     static var toolOperations: [Operation] {
@@ -205,11 +221,14 @@ enum OpenAPIDocument {
             Operation(method: "post", path: "/mcp",
                       summary: "MCP Streamable HTTP: JSON-RPC requests (answered as SSE) and notifications (202). `initialize` opens a session (`Mcp-Session-Id`). A browser Origin must be one of cors_origins.",
                       tag: "mcp", requestBody: mcpBody, response: ("200", "text/event-stream", sseOrJSON),
-                      errors: ["400", "401", "403", "404", "406", "415", "429"]),
+                      errors: ["400", "401", "403", "404", "406", "415", "429"],
+                      alternatives: [(json, sseOrJSON)], otherResponses: [("202", json, sseOrJSON)], errorSchemas: mcpErrors),
             Operation(method: "get", path: "/mcp", summary: "MCP Streamable HTTP: the session's stream of server-initiated messages (SSE).",
-                      tag: "mcp", response: ("200", "text/event-stream", sseOrJSON), errors: ["400", "401", "403", "404", "406", "429"]),
+                      tag: "mcp", response: ("200", "text/event-stream", sseOrJSON), errors: ["400", "401", "403", "404", "406", "429"],
+                      errorSchemas: mcpErrors),
             Operation(method: "delete", path: "/mcp", summary: "MCP Streamable HTTP: end the session named by `Mcp-Session-Id`.",
-                      tag: "mcp", response: ("200", json, .object(["type": "object"])), errors: ["400", "401", "403", "404", "429"]),
+                      tag: "mcp", response: ("200", json, .object(["type": "object"])), errors: ["400", "401", "403", "404", "429"],
+                      errorSchemas: mcpErrors),
         ]
     }
 
@@ -249,6 +268,14 @@ enum OpenAPIDocument {
                 "sha256": type("string"), "session_id": nullable("string"), "source": type("string"), "kind": type("string"),
                 "url": type("string"),
             ], required: ["id", "object", "bytes", "created_at", "filename", "purpose", "url"]),
+            "Health": object([
+                "status": .object(["type": "string", "enum": ["ok", "unavailable"]]),
+                "reason": type("string", "Why executions cannot run now (only when unavailable)."),
+                "version": type("string"), "uptime_s": type("integer"), "slots": type("integer"), "executions_in_flight": type("integer"),
+            ], required: ["status", "version", "uptime_s", "slots", "executions_in_flight"]),
+            "JSONRPCError": object(["jsonrpc": type("string"), "id": .object(["type": .array(["string", "integer", "null"])]),
+                                    "error": object(["code": type("integer"), "message": type("string")], required: ["code", "message"])],
+                                   required: ["error"]),
             "Deleted": object(["id": type("string"), "object": type("string"), "deleted": type("boolean")], required: ["id", "object", "deleted"]),
             "Session": object([
                 "id": type("string"), "object": type("string"), "name": nullable("string"), "profile": type("string"),
@@ -307,8 +334,8 @@ enum OpenAPIDocument {
                                 "last_id": nullable("string"), "has_more": type("boolean")],
                                required: ["object", "data", "first_id", "last_id", "has_more"]),
             "ConversationCreate": object(["items": array(type("object")), "metadata": type("object")]),
-            "ConversationUpdate": object(["metadata": type("object")], required: ["metadata"]),
-            "ConversationItemsCreate": object(["items": array(type("object"))], required: ["items"]),
+            "ConversationUpdate": object(["metadata": type("object")]),
+            "ConversationItemsCreate": object(["items": array(type("object"))]),
             "Conversation": object(["id": type("string"), "object": type("string"), "created_at": type("integer"),
                                     "metadata": type("object")], required: ["id", "object", "created_at", "metadata"]),
             "Model": object(["id": type("string"), "object": type("string"), "created": type("integer"), "owned_by": type("string")],
@@ -335,18 +362,23 @@ enum OpenAPIDocument {
                 parameters.append(.object(["name": .string(q.name), "in": "query", "required": false, "schema": q.schema,
                                            "description": .string(q.description)]))
             }
-            var content: [String: JSONValue] = [:]
-            for type in [op.response.contentType] + op.otherContentTypes { content[type] = .object(["schema": op.response.schema]) }
-            var responses: [String: JSONValue] = [op.response.status: .object(["description": "Success", "content": .object(content)])]
+            var success: [String: JSONValue] = [:]
+            for type in [op.response.contentType] + op.otherContentTypes { success[type] = .object(["schema": op.response.schema]) }
+            for (contentType, schema) in op.alternatives { success[contentType] = .object(["schema": schema]) }
+            var responses: [String: JSONValue] = [op.response.status: .object(["description": "Success", "content": .object(success)])]
+            for other in op.otherResponses {
+                responses[other.status] = .object(["description": .string(errorDescriptions[other.status] ?? "Success"),
+                                                   "content": .object([other.contentType: .object(["schema": other.schema])])])
+            }
             for code in op.errors {
                 responses[code] = .object(["description": .string(errorDescriptions[code] ?? "Error"),
-                                           "content": .object([json: .object(["schema": ref("Error")])])])
+                                           "content": .object([json: .object(["schema": op.errorSchemas[code] ?? ref("Error")])])])
             }
             var operation: [String: JSONValue] = [
                 "operationId": .string(operationId(op)), "summary": .string(op.summary), "tags": .array([.string(op.tag)]),
                 "parameters": .array(parameters), "responses": .object(responses),
             ]
-            if let body = op.requestBody { operation["requestBody"] = body }
+            if let body = op.requestBody { operation["requestBody"] = strictRequestBody(body) }
             if op.isPublic { operation["security"] = .array([]) }
             paths[op.path, default: [:]][op.method] = .object(operation)
         }
@@ -367,12 +399,57 @@ enum OpenAPIDocument {
         ])
     }
 
+    /// Request bodies as the server reads them (`FieldReader`): an unknown field is refused, and an optional
+    /// field may be null (read as absent).
+    static func strictRequestBody(_ body: JSONValue) -> JSONValue {
+        guard case .object(var b) = body, case .object(var content)? = b["content"], case .object(var media)? = content[json],
+              let schema = media["schema"] else { return body }
+        media["schema"] = strictObject(resolve(schema))
+        content[json] = .object(media)
+        b["content"] = .object(content)
+        return .object(b)
+    }
+
+    static func resolve(_ schema: JSONValue) -> JSONValue {
+        if case .object(let o) = schema, case .string(let r)? = o["$ref"], let name = r.split(separator: "/").last {
+            return schemas[String(name)] ?? schema
+        }
+        return schema
+    }
+
+    static func strictObject(_ schema: JSONValue) -> JSONValue {
+        guard case .object(var o) = schema, case .object(let properties)? = o["properties"] else { return schema }
+        var required: Set<String> = []
+        if case .array(let names)? = o["required"] { for case .string(let n) in names { required.insert(n) } }
+        var relaxed: [String: JSONValue] = [:]
+        for (name, property) in properties {
+            relaxed[name] = required.contains(name) ? property : .object(["anyOf": .array([property, .object(["type": "null"])])])
+        }
+        o["properties"] = .object(relaxed)
+        o["additionalProperties"] = false
+        return .object(o)
+    }
+
     static let errorDescriptions = [
         "400": "Malformed JSON or an invalid field (the error names it).", "401": "Missing or invalid API key.",
         "403": "Invalid or expired signed URL, or an MCP Origin not allowed.", "404": "Unknown id.", "413": "Body, code or upload too large.",
-        "406": "The Accept header lacks what MCP needs.", "415": "Unsupported content type.", "416": "Range not satisfiable.", "429": "Rate limit or execution queue full, or the model server rate limits (see Retry-After).",
+        "406": "The Accept header lacks what MCP needs.", "415": "Unsupported content type.", "202": "Accepted (a JSON-RPC notification or response).",
+        "206": "Partial content (one Range).", "507": "The data directory is full: nothing was kept; retry once there is space.", "503": "Executions cannot run now (no sandbox worker, sandbox set-up failing); see /healthz.", "416": "Range not satisfiable.", "429": "Rate limit or execution queue full, or the model server rate limits (see Retry-After).",
         "502": "The model server failed (refused this server's key, answered 5xx, or broke off its stream).",
     ]
+
+    /// The methods (upper case) the API serves on a concrete path, matched against the documented templates.
+    static func methods(forPath path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        return routeTemplates.filter { template in
+            template.segments.count == segments.count
+                && zip(template.segments, segments).allSatisfy { t, s in t.hasPrefix("{") || t == s }
+        }.map(\.method).sorted()
+    }
+
+    static let routeTemplates: [(segments: [String], method: String)] = operations.map { op in
+        (op.path.split(separator: "/").map(String.init), op.method.uppercased())
+    }
 
     /// Unique by construction: the method and the path's words (`get_v1_files_id_content`).
     static func operationId(_ op: Operation) -> String {

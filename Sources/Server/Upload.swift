@@ -42,7 +42,7 @@ final class SpooledUpload {
         let template = spoolDirectory + "/.upload-XXXXXX"
         var path = Array(template.utf8CString)
         let fd = path.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw APIError.internalError("cannot create an upload spool file: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw APIError.storageFailure("cannot create an upload spool file", errno: errno) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         path.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
 
@@ -119,7 +119,7 @@ final class SpooledUpload {
                 }
                 return true
             }
-            if !ok { error = .internalError("cannot spool the upload: \(String(cString: strerror(errno)))") }
+            if !ok { error = .storageFailure("cannot spool the upload", errno: errno) }
         }
 
         func partComplete() {

@@ -32,7 +32,7 @@ struct IsolationPlan {
 /// after which only user code runs. Nothing here depends on the code: the engine forks children ahead of demand.
 ///
 ///  1. own session, join the slot's cgroups
-///  2. network: stay in the empty namespace unless the profile allows it
+///  2. network and IPC namespaces of its own (empty), or the host's network where the profile allows it
 ///  3. own mount namespace; a new root on tmpfs: read-only /usr and /etc (secrets masked), minimal /dev,
 ///     a /proc of this pid namespace only, tmpfs /tmp and /dev/shm, /mnt/data bound from the host workdir
 ///  4. pivot into it, make / read-only, cwd /mnt/data
@@ -47,6 +47,15 @@ func isolate(_ plan: IsolationPlan, reportFd: Int32) throws(SystemCallError) {
         guard writeFile(file, String(getpid())) else { throw SystemCallError(operation: "join cgroup \(file)", errno: errno) }
     }
 
+    if plan.namespaces {
+        // A network and an IPC namespace of its own. The zygote's are empty but shared by every child: through them
+        // one execution could reach a concurrent one's abstract Unix sockets (and list them in /proc/net/unix), and
+        // a System V shared memory segment or semaphore would outlive its execution for the next one to attach.
+        // Objects of a namespace of our own go when the execution's last process does.
+        try check("unshare network and IPC namespaces") {
+            ci_unshare(CI_CLONE_NEWIPC | (plan.network && plan.hostNetworkFd != nil ? 0 : CI_CLONE_NEWNET))
+        }
+    }
     if plan.network, let fd = plan.hostNetworkFd {
         try check("enter the host network namespace") { ci_setns(fd, CI_CLONE_NEWNET) }
     }

@@ -29,7 +29,7 @@ final class Scratch {
     }
 
     func blobDirectoryEntries() throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: filesDirectory).sorted()
+        try FileManager.default.contentsOfDirectory(atPath: filesDirectory).filter { $0 != ".lock" }.sorted()
     }
 
     /// A real file on disk with `bytes`, opened with `flags`; the caller closes the descriptor.
@@ -73,8 +73,10 @@ func setModificationTime(_ path: String, to date: Date) throws {
         let scratch = try Scratch()
         let store = try scratch.open()
 
+        let before = Date()
         let stored = try store.store(bytes: [1, 2, 3, 4], name: "figure-1.png", path: "", source: "assistant",
                                      kind: "display", sessionId: "sess-1", retention: .seconds(3600))
+        let after = Date()
         let other = try store.store(bytes: [5], name: "upload.xlsx", path: "/mnt/data/upload.xlsx", source: "user",
                                     sessionId: "sess-2", retention: nil)
 
@@ -83,7 +85,9 @@ func setModificationTime(_ path: String, to date: Date) throws {
         #expect(stored.kind == "display" && stored.source == "assistant" && stored.mimeType == "image/png")
         let lifetime = try #require(stored.expiresAt).timeIntervalSince(stored.createdAt)
         #expect(abs(lifetime - 3600) < 0.002)
-        #expect(abs(stored.createdAt.timeIntervalSinceNow) < 60)
+        // Stamped while it was stored (to the millisecond the row keeps), however long that took.
+        #expect(stored.createdAt.timeIntervalSince1970 >= (before.timeIntervalSince1970 * 1000).rounded(.down) / 1000)
+        #expect(stored.createdAt.timeIntervalSince1970 <= (after.timeIntervalSince1970 * 1000).rounded(.up) / 1000)
         #expect(try store.file(id: other.id)?.expiresAt == nil)
         #expect(try store.files(sessionId: "sess-1") == [stored])
         #expect(try store.files(sessionId: "sess-2") == [other])
@@ -370,6 +374,25 @@ func setModificationTime(_ path: String, to date: Date) throws {
         try store.sweepExpired(now: Date().addingTimeInterval(FileStore.orphanGracePeriod + 60))
         #expect(try Set(scratch.blobDirectoryEntries()) == [kept.id, foreign])
         #expect(contents(store.blobPath(for: kept)) == [9])
+    }
+
+    @Test func aStoreThatOpensAloneRemovesACrashsLeftoversAtOnce() throws {
+        let scratch = try Scratch()
+        let kept = try scratch.open().store(bytes: [9], name: "kept.txt", path: "", source: "user", retention: nil)
+        let leftovers = [".tmp-" + UUID().uuidString.lowercased(), UUID().uuidString.lowercased()]
+        do {
+            // Another store has the directory open (the CLI beside a server): fresh leftovers may be its stores in
+            // progress.
+            let other = try scratch.open()
+            for name in leftovers { try Data([1]).write(to: URL(fileURLWithPath: scratch.filesDirectory + "/" + name)) }
+            _ = try scratch.open()
+            #expect(try Set(scratch.blobDirectoryEntries()) == Set([kept.id] + leftovers))
+            withExtendedLifetime(other) {}
+        }
+        // Alone (the process that wrote them died with them), they go as the store opens.
+        let alone = try scratch.open()
+        #expect(try Set(scratch.blobDirectoryEntries()) == [kept.id])
+        #expect(contents(alone.blobPath(for: kept)) == [9])
     }
 
     @Test func oldLeftoversFromAPreviousRunAreRemovedByTheNextSweep() throws {

@@ -28,20 +28,31 @@ struct AttackTests {
         }
     }
 
-    @Test func parentEnvironmentIsInvisible() async throws {
-        setenv("CODEINTERP_TEST_SECRET", "hunter2", 1)
-        let r = try await EngineFixture.run("""
+    @Test func theEnginesEnvironmentIsInvisible() async throws {
+        // An engine of its own, started after the secret is set: the shared one may have spawned its worker before,
+        // and would then prove nothing.
+        let secret = "ci-secret-" + UUID().uuidString
+        setenv("CODEINTERP_TEST_SECRET", secret, 1)
+        defer { unsetenv("CODEINTERP_TEST_SECRET") }
+        #expect(ProcessInfo.processInfo.environment["CODEINTERP_TEST_SECRET"] == secret, "the secret must be in the environment a spawn would inherit")
+        let engine = try ExecutionEngine(configuration: EngineFixture.smallConfiguration("environment", uidBase: 2_700_000, preload: []))
+        defer { engine.shutdown() }
+        let r = try await engine.execute(ExecutionRequest(code: """
             import os, glob
-            leaks = [k for k, v in os.environ.items() if 'hunter2' in v or k == 'CODEINTERP_TEST_SECRET']
+            leaks = [k for k, v in os.environ.items() if '\(secret)' in v or k == 'CODEINTERP_TEST_SECRET']
             for path in glob.glob('/proc/*/environ'):
                 try:
-                    if b'hunter2' in open(path, 'rb').read(): leaks.append(path)
+                    if b'\(secret)' in open(path, 'rb').read(): leaks.append(path)
                 except OSError:
                     pass
             (leaks, sorted(p for p in os.listdir('/proc') if p.isdigit()) == [str(os.getpid())])
-            """)
-        #expect(r.status == .ok)
+            """))
+        #expect(r.status == .ok, "\(r.error?.value ?? "")")
         #expect(r.result?["text/plain"] == "([], True)")
+        // Nor does the worker itself hold it.
+        let worker = try #require(engine.workerProcessID)
+        let workerEnvironment = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(worker)/environ"))
+        #expect(!workerEnvironment.isEmpty && workerEnvironment.range(of: Data(secret.utf8)) == nil)
     }
 
     @Test func killAllProcessesReachesOnlyTheSandbox() async throws {

@@ -1,5 +1,7 @@
 import Foundation
 import InterpreterCore
+import Synchronization
+import TestSupport
 import Testing
 @testable import Sandbox
 
@@ -39,16 +41,46 @@ struct LimitTests {
         try await nextRunWorks()
     }
 
-    @Test func forkBombIsContained() async throws {
-        let r = try await EngineFixture.run("""
-            import os
-            while True:
-                try:
-                    os.fork()
-                except OSError:
-                    pass
-            """, timeout: 3)
+    @Test func forkBombIsBoundedAndTheHostUnaffected() async throws {
+        let engine = EngineFixture.engine
+        let limits = try engine.profile("default").0.limits
+        // With a uid per slot the process limit is the execution's own; with one uid for every execution (a user
+        // namespace) it bounds them together (Isolation.swift).
+        let bound = limits.processes * (geteuid() == 0 ? 1 : engine.configuration.statelessSlots + engine.configuration.sessionSlots)
+        let done = Atomic<Bool>(false)
+        // Each process of the bomb is named, so this test's /proc (which sees every sandbox) can count them.
+        let bomb = Task {
+            defer { done.store(true, ordering: .sequentiallyConsistent) }
+            return try await EngineFixture.run("""
+                import ctypes, os
+                ctypes.CDLL(None).prctl(15, b'ci-forkbomb', 0, 0, 0)
+                while True:
+                    try:
+                        os.fork()
+                    except OSError:
+                        pass
+                """, timeout: 3)
+        }
+        var most = 0
+        var hostChecked = false
+        while !done.load(ordering: .sequentiallyConsistent) {
+            let count = try processes(named: "ci-forkbomb").count
+            most = max(most, count)
+            if count >= 10 && !hostChecked {
+                // At the bomb's height, the host still starts processes and another tenant still runs.
+                hostChecked = true
+                #expect(try Subprocess.run(["/bin/sh", "-c", "exit 7"]).status == 7, "the host could not start a process")
+                let neighbour = try await EngineFixture.run("import os\nos.getpid(), 6 * 7", timeout: 10)
+                #expect(neighbour.status == .ok && neighbour.result?["text/plain"] == "(1, 42)",
+                        "a neighbour failed during the bomb: \(neighbour.status) \(neighbour.error?.value ?? "")")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let r = try await bomb.value
         #expect(r.status == .timeout)
+        #expect(hostChecked, "the bomb never reached 10 processes (at most \(most)): it did not run")
+        #expect(most <= bound, "\(most) processes of the bomb at once; the limit is \(bound)")
+        #expect(try processes(named: "ci-forkbomb").isEmpty, "processes of the bomb outlived it")
         try await nextRunWorks()
     }
 
@@ -95,5 +127,12 @@ struct LimitTests {
             if uid >= 2_000_000 && uid < 2_001_000 && cmdline == "sleep\u{0}30\u{0}" { leftovers.append(pid) }
         }
         #expect(leftovers.isEmpty, "the orphaned sleep is still alive: \(leftovers)")
+    }
+}
+
+/// Pids (as this process sees them) whose command name (`comm`) is `name`.
+func processes(named name: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { pid in
+        Int(pid) != nil && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == name + "\n"
     }
 }

@@ -92,13 +92,35 @@ struct SessionTests {
         #expect(try engine.sessionFiles(sessionId: session.id).count == 1)
     }
 
-    @Test func sessionsDoNotSeeEachOthersFiles() async throws {
+    @Test func aSessionCannotReachAnotherSessionsFiles() async throws {
         let a = try engine.createSession(SessionOptions())
         let b = try engine.createSession(SessionOptions())
         defer { _ = try? engine.deleteSession(id: a.id); _ = try? engine.deleteSession(id: b.id) }
         _ = try await run("open('secret.txt', 'w').write('a only')", in: a)
-        let look = try await run("import os\nsorted(os.listdir('/mnt/data'))", in: b)
-        #expect(look.result?["text/plain"] == "[]")
+        // Every way to name A's file: its host path, climbing out of /mnt/data towards it, and other processes'
+        // roots and working directories through /proc.
+        let search = """
+            import glob
+            paths = ['/mnt/data/secret.txt', '\(engine.sessionDirectory(a.id))/secret.txt', '../\(a.id)/secret.txt',
+                     '/mnt/data/../../sessions/\(a.id)/secret.txt'] + glob.glob('/proc/*/root/mnt/data/secret.txt') + glob.glob('/proc/*/cwd/secret.txt')
+            found = []
+            for p in paths:
+                try:
+                    found.append(open(p).read())
+                except OSError:
+                    pass
+            found
+            """
+        // The search finds the file where it is (it can fail)...
+        let inA = try await run(search, in: a)
+        #expect(inA.result?["text/plain"]?.hasPrefix("['a only'") == true, "\(inA.result?["text/plain"] ?? "") \(inA.error?.value ?? "")")
+        // ...and nothing from B, which also sees an empty /mnt/data.
+        let inB = try await run("import os\nprint(os.listdir('/mnt/data'))\n" + search, in: b)
+        #expect(inB.status == .ok, "\(inB.error?.value ?? "")")
+        #expect(inB.stdout == "[]\n")
+        #expect(inB.result?["text/plain"] == "[]", "B reached A's file: \(inB.result?["text/plain"] ?? "")")
+        let stillThere = try await run("open('secret.txt').read()", in: a)
+        #expect(stillThere.result?["text/plain"] == "'a only'")
     }
 
     @Test func deletedAndIdleSessionsAreGone() async throws {

@@ -199,6 +199,19 @@ struct APITests {
     }
 
     /// The document is written by hand; the router is what is served. They must name the same operations.
+    @Test func aMethodAPathDoesNotServeIs405NamingTheOnesItDoes() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        let execute = try await server.request(.delete, "/v1/execute")
+        #expect(execute.status == 405)
+        #expect(execute.header("Allow") == "POST")
+        #expect(try execute.envelope()["code"] as? String == "method_not_allowed")
+        let file = try await server.request(.post, "/v1/files/00000000-0000-0000-0000-000000000000", json: [:])
+        #expect(file.status == 405)
+        #expect(file.header("Allow") == "DELETE, GET")
+        #expect(try await server.request(.get, "/v1/no-such-route").status == 404)
+    }
+
     @Test func openAPIDocumentsExactlyTheServedRoutes() async throws {
         let server = try await TestServer.start()
         defer { Task { await server.stop() } }

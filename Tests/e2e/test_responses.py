@@ -156,7 +156,9 @@ class Server:
         env = dict(os.environ, E2E_UPSTREAM_KEY=UPSTREAM_KEY)
         self.log = open(os.path.join(self.data, "server.log"), "ab")
         self.process = subprocess.Popen(self.args, env=env, stdout=self.log, stderr=self.log)
-        deadline = time.time() + 60
+        # Healthy once its worker has preloaded, however long that takes on a busy machine (the bound only keeps a
+        # deadlock from hanging the run).
+        deadline = time.time() + 600
         while time.time() < deadline:
             try:
                 urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
@@ -428,9 +430,8 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
         turn = text_turn("This answer never ends because the connection drops", pieces=4)
         turn["drop_after"] = 2
         self.play(turn)
-        started = time.time()
-        events = list(self.client.responses.create(model="m", input="hi", stream=True))
-        self.assertLess(time.time() - started, 30)
+        # A hang would end in the client's timeout (an exception), not in a list of events.
+        events = list(self.client.with_options(timeout=120).responses.create(model="m", input="hi", stream=True))
         self.assertIn("response.output_text.delta", [e.type for e in events])
         self.assertEqual(events[-1].type, "response.failed")
         self.assertEqual(events[-1].response.status, "failed")
@@ -457,17 +458,18 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
                 break
         stream.close()
         started = time.time()
-        # The sleeping cell is stopped: the container's next cell runs at once instead of waiting behind it
-        # (for the profile's 30 s wall limit).
+        # The sleeping cell is stopped: the container's next cell runs before the cell's own 30 s wall limit could
+        # have ended it (what is measured is that limit, not how fast the machine is).
+        wall_limit = 30
         while True:
             status, result = self.server.raw("POST", "/v1/execute", {"code": "print('free')", "session_id": container})
             # The engine may still be tearing the stopped cell down for a moment.
-            if status != 503 or time.time() - started > 15:
+            if status != 503 or time.time() - started > wall_limit:
                 break
             time.sleep(0.5)
         self.assertEqual(status, 200, result)
         self.assertIn("free", result["stdout"])
-        self.assertLess(time.time() - started, 15)
+        self.assertLess(time.time() - started, wall_limit)
         # The model is not asked again, and nothing half-done is stored.
         self.assertEqual(len(self.sent()), 1)
         with self.assertRaises(openai.NotFoundError):

@@ -83,6 +83,9 @@ _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE: the cell awaits at top level (in
 _RUNTIME_FILE = (lambda: None).__code__.co_filename  # how this module's frames are named in tracebacks
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
+# Bound now, before any user code: a cell that replaces json.dumps (or its default encoder) must not be able to
+# garble the outcome the engine reads.
+_encode_outcome = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Written when even the JSON encoder fails (out of memory, say): the reader still gets an answer.
 _FALLBACK_OUTCOME = (b'{"result":null,"error":{"name":"RuntimeError","value":"codeinterp runtime: '
                      b'the outcome could not be encoded","traceback":[]},"displays":[]}')
@@ -411,7 +414,7 @@ def _write_outcome(outcome, fd, keep_open=False):
     _flush_streams()
     try:
         # ensure_ascii=False keeps it compact; lone surrogates cannot be UTF-8 and become "?".
-        data = json.dumps(outcome, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        data = _encode_outcome(outcome).encode("utf-8", "replace")
     except BaseException:
         data = _FALLBACK_OUTCOME
     try:
