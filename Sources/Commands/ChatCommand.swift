@@ -86,12 +86,12 @@ struct ChatCommand: AsyncParsableCommand {
             conversationId = "chat_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         }
         let loop = ChatLoop(conversationId: conversationId, provider: provider, tool: tool, maxRounds: maxRounds)
-        let transcript = Transcript(path: outDirectory.map { $0 + "/transcript.md" })
+        let transcript = ChatTranscript(path: outDirectory.map { $0 + "/transcript.md" })
         if resume != nil {
             let count = (try? loop.history().count) ?? 0
-            Terminal.err("resuming conversation \(conversationId) (\(count) stored messages)\n")
+            Terminal.err.write("resuming conversation \(conversationId) (\(count) stored messages)\n", .dim)
         } else {
-            transcript.append("# codeinterp chat \(conversationId)\n\n")
+            transcript.title(conversationId)
         }
 
         var failed = false
@@ -100,68 +100,73 @@ struct ChatCommand: AsyncParsableCommand {
         while true {
             let text: String
             if interactive {
-                if isatty(0) == 1 { Terminal.out("you> ") }
+                if isatty(0) == 1 { Terminal.out.write("you> ", .prompt) }
                 guard let line = readLine() else { break }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                 text = line
             } else {
                 guard !pending.isEmpty else { break }
                 text = pending.removeFirst()
-                Terminal.out("you> \(text)\n")
+                Terminal.out.write(Terminal.out.paint("you> ", .prompt) + "\(text)\n")
             }
-            transcript.append("## user\n\n\(text)\n\n")
-            Terminal.out("assistant> ")
+            transcript.user(text)
+            Terminal.out.write("assistant> ", .prompt)
             do {
-                try await loop.send(text) { event in Self.show(event, transcript: transcript) }
+                try await loop.send(text) { event in
+                    Self.show(event)
+                    transcript.record(event)
+                }
             } catch {
-                Terminal.out("\n")
-                Terminal.err("codeinterp chat: \(error)\n")
-                transcript.append("_error: \(error)_\n\n")
+                Terminal.out.write("\n")
+                Terminal.err.write("codeinterp chat: \(error)\n", .error)
+                transcript.failure(error)
                 failed = true
                 if !interactive { break }
             }
         }
-        Terminal.err("conversation \(conversationId) (continue it with --resume \(conversationId))\n")
+        Terminal.err.write("conversation \(conversationId) (continue it with --resume \(conversationId))\n", .dim)
         if failed { throw ExitCode(1) }
     }
 
     private func fail(_ message: String) -> Never {
-        Terminal.err("codeinterp chat: \(message)\n")
+        Terminal.err.write("codeinterp chat: \(message)\n", .error)
         Foundation.exit(2)
     }
 
-    static func show(_ event: ChatEvent, transcript: Transcript) {
+    /// What the terminal shows of the conversation as it goes.
+    static func show(_ event: ChatEvent) {
+        let out = Terminal.out
         switch event {
         case .text(let delta):
-            Terminal.out(delta)
+            out.write(delta)
+        case .turn:
+            break  // its text was streamed; its calls follow
         case .toolCall(_, let code):
-            let code = code ?? ""
-            Terminal.out("\n  [execute_python]\n" + indent(code, "  | ") + "\n")
-            transcript.append("```python\n\(code)\n```\n\n")
+            out.write("\n" + out.paint("  [execute_python]", .dim) + "\n" + out.paint(indent(code ?? "", "  | "), .dim) + "\n")
         case .toolProblem(_, let message):
-            Terminal.out("\n  [execute_python] bad call: \(message)\n")
-            transcript.append("_bad tool call: \(message)_\n\n")
+            out.write("\n" + out.paint("  [execute_python] bad call: \(message)", .warning) + "\n")
         case .toolResult(_, let outcome):
             let status = outcome.result?.status.rawValue ?? "failed"
-            var lines = ["  [result: \(status)]"]
+            var lines = [out.paint("  [result: \(status)]", outcome.isError ? .warning : .dim)]
             if let r = outcome.result {
                 if !r.stdout.isEmpty { lines.append(indent(clip(r.stdout), "  > ")) }
+                if !r.stderr.isEmpty { lines.append(out.paint(indent(clip(r.stderr), "  2> "), .stderr)) }
                 if let value = r.result?["text/plain"] { lines.append(indent(clip(value), "  = ")) }
-                if let e = r.error { lines.append("  ! \(e.name): \(e.value)") }
+                if let e = r.error { lines.append(out.paint("  ! \(e.name): \(e.value)", .error)) }
             } else {
-                lines.append(indent(outcome.text, "  ! "))
+                lines.append(out.paint(indent(outcome.text, "  ! "), .error))
             }
-            for image in outcome.images { lines.append("  figure: \(image.file.name)") }
-            for (file, url) in outcome.files { lines.append("  file: \(file.relativePath) -> \(url)") }
-            Terminal.out(lines.joined(separator: "\n") + "\nassistant> ")
-            transcript.append("```\n\(outcome.textOnly)\n```\n\n")
+            for image in outcome.images { lines.append(out.paint("  figure: \(image.file.name)", .dim)) }
+            for (file, url) in outcome.files { lines.append(out.paint("  file: \(file.relativePath) -> \(url)", .dim)) }
+            out.write(lines.joined(separator: "\n") + "\n" + out.paint("assistant> ", .prompt))
         case .notice(let text):
-            Terminal.err("\n[codeinterp] \(text)\n")
+            Terminal.err.write("\n[codeinterp] \(text)\n", .warning)
         case .answer(let resolved):
-            Terminal.out("\n")
-            for citation in resolved.citations { Terminal.out("  link: \(citation.filename) -> \(citation.url)\n") }
-            for name in resolved.unresolved { Terminal.out("  link not found: sandbox:\(name) (no such file in the session)\n") }
-            transcript.append("## assistant\n\n\(resolved.text)\n\n")
+            out.write("\n")
+            for citation in resolved.citations { out.write("  link: \(citation.filename) -> \(citation.url)\n", .dim) }
+            for name in resolved.unresolved {
+                out.write("  link not found: sandbox:\(name) (no such file in the session)\n", .warning)
+            }
         }
     }
 
@@ -192,23 +197,4 @@ struct OutDirectoryURLs: FileURLProvider {
         }
         return target.absoluteString
     }
-}
-
-/// The transcript file (markdown), appended as the chat goes.
-final class Transcript: Sendable {
-    let path: String?
-    init(path: String?) { self.path = path }
-    func append(_ text: String) {
-        guard let path else { return }
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else { return }
-        handle.seekToEndOfFile()
-        handle.write(Data(text.utf8))
-        try? handle.close()
-    }
-}
-
-enum Terminal {
-    static func out(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
-    static func err(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
 }

@@ -7,10 +7,26 @@ public struct CodeInterpCommand: AsyncParsableCommand {
         commandName: "codeinterp",
         abstract: "A self-hosted code interpreter: model-written Python in forked, seccomp-restricted sandboxes.",
         version: CodeInterpServer.version,
+        discussion: ExitStatus.help,
         subcommands: [RunCommand.self, ServeCommand.self, McpCommand.self, ChatCommand.self, DoctorCommand.self,
                       ProfileCommand.self, PackagesCommand.self, BenchCommand.self])
 
     public init() {}
+}
+
+/// What the exit status of a command means (in `--help` and the README).
+enum ExitStatus {
+    /// Lines short enough that `--help` does not wrap them.
+    static let help = """
+        Exit status:
+          0   success (run: the code ran without raising)
+          1   run: the code raised an exception; other commands: the command failed
+              (the message says why)
+          2   the sandbox could not run the code (run, mcp), or chat lacks what it
+              needs (an API key, a readable script)
+          3   run: a limit stopped the code (timeout, memory, output) or it was killed
+          64  usage error: an unknown option, a missing or invalid argument
+        """
 }
 
 /// Options every command that starts the engine shares.

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import InterpreterCore
 import Sandbox
+import Server
+import Synchronization
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,7 +15,8 @@ struct RunCommand: AsyncParsableCommand {
             first imports the scientific stack: seconds). --profile, --memory and --network run standalone.
 
             Exit status: 0 when the code ran without error, 1 when it raised, 3 when a limit stopped it (timeout, \
-            memory, output) or it was killed, 2 when the sandbox itself failed.
+            memory, output) or it was killed, 2 when the sandbox itself failed, 64 for a usage error (an unknown \
+            option, a missing or invalid argument).
             """)
 
     @Argument(help: "A Python file to run, or - to read the code from standard input.")
@@ -63,16 +66,24 @@ struct RunCommand: AsyncParsableCommand {
 
         var config = EngineConfiguration.defaults(dataDirectory: engineOptions.dataDirectory)
         let streamLive = !json
+        // On a terminal the code's stderr is coloured, a whole character at a time.
+        let stderrText = Mutex(UTF8Chunker())
         let result: ExecutionResult
+        // Output as it comes; on a terminal the code's stderr is coloured, a whole character at a time.
+        let show: @Sendable (OutputStreamKind, [UInt8]) -> Void = { stream, bytes in
+            guard streamLive else { return }
+            if stream == .stderr && Terminal.err.colours {
+                Terminal.err.write(stderrText.withLock { $0.append(bytes) }, .stderr)
+            } else {
+                (stream == .stdout ? Terminal.out : Terminal.err).write(Data(bytes))
+            }
+        }
         if !standalone, profile == "default", memory == nil, !network,
            let server = LocalServerClient.connect(dataDirectory: config.dataDirectory) {
             do {
-                result = try await server.execute(code: code, timeoutSeconds: timeout) { stream, text in
-                    guard streamLive else { return }
-                    (stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError).write(Data(text.utf8))
-                }
+                result = try await server.execute(code: code, timeoutSeconds: timeout) { stream, text in show(stream, Array(text.utf8)) }
             } catch {
-                FileHandle.standardError.write(Data("codeinterp: \(error)\n".utf8))
+                Terminal.err.write("codeinterp: \(error)\n", .error)
                 throw ExitCode(2)
             }
         } else {
@@ -80,20 +91,18 @@ struct RunCommand: AsyncParsableCommand {
             // One execution: nothing to fork ahead for.
             config.warmChildren = 0
             config.warmSessions = 0
-            let engine = try ExecutionEngine(configuration: config, logger: quietLogger())
-            defer { engine.shutdown() }
             let request = ExecutionRequest(code: code, profile: profile, timeoutSeconds: timeout,
                                            memoryBytes: memory.flatMap(parseSize), network: network)
             do {
-                result = try await engine.execute(request) { stream, bytes in
-                    guard streamLive else { return }
-                    (stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError).write(Data(bytes))
-                }
-            } catch let error as EngineError {
-                FileHandle.standardError.write(Data("codeinterp: \(error)\n".utf8))
+                let engine = try ExecutionEngine(configuration: config, logger: quietLogger())
+                defer { engine.shutdown() }
+                result = try await engine.execute(request, output: show)
+            } catch {
+                Terminal.err.write("codeinterp: \(error)\n", .error)
                 throw ExitCode(2)
             }
         }
+        Terminal.err.write(stderrText.withLock { $0.flush() }, .stderr)
 
         if let out { try copyFiles(result.files, to: out) }
         if json {
@@ -111,23 +120,23 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     private func printHuman(_ result: ExecutionResult) {
-        var err = ""
-        if result.truncated.stdout { err += "[codeinterp] stdout truncated\n" }
-        if result.truncated.stderr { err += "[codeinterp] stderr truncated\n" }
-        if let value = result.result?["text/plain"] { print(value) }
+        let err = Terminal.err
+        if result.truncated.stdout { err.write("[codeinterp] stdout truncated\n", .warning) }
+        if result.truncated.stderr { err.write("[codeinterp] stderr truncated\n", .warning) }
+        if let value = result.result?["text/plain"] { Terminal.out.write(value + "\n") }
         if let e = result.error {
-            if e.traceback.isEmpty { err += "\(e.name): \(e.value)\n" } else { err += e.traceback.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined() }
+            let text = e.traceback.isEmpty ? "\(e.name): \(e.value)\n" : e.traceback.map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined()
+            err.write(text, .error)
         }
-        if result.status != .ok && result.status != .error { err += "[codeinterp] status: \(result.status.rawValue)\n" }
-        FileHandle.standardError.write(Data(err.utf8))
-        let shown = result.files
-        guard !shown.isEmpty else { return }
-        print("\nfiles:")
-        for f in shown {
-            let where_ = out.map { "\($0)/\(f.name)" } ?? (f.storePath ?? "")
+        if result.status != .ok && result.status != .error { err.write("[codeinterp] status: \(result.status.rawValue)\n", .warning) }
+        guard !result.files.isEmpty else { return }
+        var listing = "\nfiles:\n"
+        for f in result.files {
             let label = f.path.isEmpty ? f.name : f.path
-            print("  \(label)  \(f.sizeBytes) bytes  \(f.mimeType)  id \(f.id)  \(where_)")
+            let copy = out.map { "\($0)/\(f.name)" } ?? (f.storePath ?? "")
+            listing += "  \(label)  \(f.sizeBytes) bytes  \(f.mimeType)  " + Terminal.out.paint("id \(f.id)  \(copy)", .dim) + "\n"
         }
+        Terminal.out.write(listing)
     }
 
     private func copyFiles(_ files: [StoredFileRef], to directory: String) throws {

@@ -104,9 +104,9 @@ public final class CodeInterpServer: Sendable {
         if shutDownEngine { services.append(.init(service: EngineShutdownService(engine: engine, logger: logger))) }
         services.append(.init(service: sweeper))
         services.append(.init(service: app))
-        let local = makeLocalApplication()
-        if let local { services.append(.init(service: local)) }
-        defer { if local != nil { unlink(LocalSocket.path(dataDirectory: engine.configuration.dataDirectory)) } }
+        let socket = LocalSocketFile(path: LocalSocket.path(dataDirectory: engine.configuration.dataDirectory))
+        if let local = makeLocalApplication(socket) { services.append(.init(service: local)) }
+        defer { socket.remove() }
         // Stopped first: ends the MCP sessions so that their open streams do not hold the HTTP server's drain.
         services.append(.init(service: MCPSessionsShutdownService(sessions: toolState.mcpSessions)))
         var config = ServiceGroupConfiguration(services: services,

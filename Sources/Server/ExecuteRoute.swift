@@ -96,11 +96,13 @@ extension CodeInterpServer {
         }
     }
 
-    /// Streams `stdout`/`stderr` events as the code prints, then `display`, `file` and a final `result` event
-    /// carrying the same object the plain call returns. An engine failure ends the stream with `event: error`.
+    /// Streams `stdout`/`stderr` events as the code prints (a line or a short burst per event: OutputCoalescer),
+    /// then `display`, `file` and a final `result` event carrying the same object the plain call returns. An
+    /// engine failure ends the stream with `event: error`.
     func streamingResponse(_ request: ExecutionRequest, ticket: GateTicket, logger: Logger, local: Bool) -> Response {
         enum Event: Sendable {
             case output(OutputStreamKind, [UInt8])
+            case partialLineDue
             case result(ExecutionResult)
             case failure(APIError)
             case keepAlive
@@ -132,31 +134,38 @@ extension CodeInterpServer {
                 }
             }
             defer { heartbeat.cancel() }
+            var timer: Task<Void, Never>?
+            defer { timer?.cancel() }
             // A client that goes away cancels the execution (the engine kills it).
             try await withTaskCancellationHandler {
                 do {
                     try await writer.write(ByteBuffer(string: ": execution accepted\n\n"))
-                    var stdout = UTF8Chunker(), stderr = UTF8Chunker()
+                    var output = OutputCoalescer()
                     for await event in events {
                         switch event {
                         case .output(let kind, let bytes):
-                            let text = kind == .stdout ? stdout.append(bytes) : stderr.append(bytes)
-                            if !text.isEmpty {
-                                try await writer.write(Self.sse(kind == .stdout ? "stdout" : "stderr", TextEvent(text: text)))
-                            }
+                            try await writer.writeIfAny(Self.sse(output.append(kind, bytes, at: .now)))
+                        case .partialLineDue:
+                            timer = nil
+                            try await writer.writeIfAny(Self.sse(output.flushDue(at: .now)))
                         case .result(let result):
-                            for (kind, chunker) in [("stdout", stdout), ("stderr", stderr)] {
-                                var c = chunker
-                                let rest = c.flush()
-                                if !rest.isEmpty { try await writer.write(Self.sse(kind, TextEvent(text: rest))) }
-                            }
-                            for display in result.displays { try await writer.write(Self.sse("display", display)) }
-                            for file in result.files { try await writer.write(Self.sse("file", file)) }
-                            try await writer.write(Self.sse("result", result))
+                            var buffer = Self.sse(output.finish())
+                            for display in result.displays { buffer.writeImmutableBuffer(Self.sse("display", display)) }
+                            for file in result.files { buffer.writeImmutableBuffer(Self.sse("file", file)) }
+                            buffer.writeImmutableBuffer(Self.sse("result", result))
+                            try await writer.write(buffer)
                         case .failure(let error):
-                            try await writer.write(ByteBuffer(string: "event: error\ndata: \(String(decoding: error.jsonBody, as: UTF8.self))\n\n"))
+                            var buffer = Self.sse(output.finish())
+                            buffer.writeString("event: error\ndata: \(String(decoding: error.jsonBody, as: UTF8.self))\n\n")
+                            try await writer.write(buffer)
                         case .keepAlive:
                             try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                        }
+                        if timer == nil, let deadline = output.deadline {
+                            timer = Task {
+                                try? await Task.sleep(until: deadline, clock: .continuous)
+                                continuation.yield(.partialLineDue)
+                            }
                         }
                     }
                 } catch {
@@ -171,6 +180,15 @@ extension CodeInterpServer {
         return Response(status: .ok, headers: headers, body: body)
     }
 
+    /// `stdout`/`stderr` events for the chunks, in one buffer (empty for none).
+    static func sse(_ chunks: [OutputCoalescer.Chunk]) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for chunk in chunks {
+            buffer.writeImmutableBuffer(sse(chunk.kind == .stdout ? "stdout" : "stderr", TextEvent(text: chunk.text)))
+        }
+        return buffer
+    }
+
     struct TextEvent: Encodable { var text: String }
 
     static func sse<T: Encodable>(_ event: String, _ value: T) -> ByteBuffer {
@@ -183,46 +201,17 @@ extension CodeInterpServer {
     }
 }
 
+extension ResponseBodyWriter {
+    /// Writes the buffer unless it is empty (an empty chunk would end a chunked body).
+    mutating func writeIfAny(_ buffer: ByteBuffer) async throws {
+        if buffer.readableBytes > 0 { try await write(buffer) }
+    }
+}
+
 /// A place in the execution gate, given back when the last holder (the handler, or the streaming body and its
 /// task) lets go of it, even if a response body is never written.
 final class GateTicket: Sendable {
     let gate: ExecutionGate
     init(_ gate: ExecutionGate) { self.gate = gate }
     deinit { gate.leave() }
-}
-
-/// Turns byte chunks into text without splitting a UTF-8 sequence across two events.
-struct UTF8Chunker {
-    private var pending: [UInt8] = []
-
-    mutating func append(_ bytes: [UInt8]) -> String {
-        pending += bytes
-        let cut = Self.completePrefixLength(pending)
-        let text = String(decoding: pending[..<cut], as: UTF8.self)
-        pending.removeFirst(cut)
-        return text
-    }
-
-    mutating func flush() -> String {
-        defer { pending = [] }
-        return String(decoding: pending, as: UTF8.self)
-    }
-
-    /// The length of the longest prefix that does not end inside a multi-byte sequence.
-    static func completePrefixLength(_ bytes: [UInt8]) -> Int {
-        let n = bytes.count
-        var i = n - 1
-        var continuation = 0
-        while i >= 0, i >= n - 4 {
-            let b = bytes[i]
-            if b & 0xC0 == 0x80 {
-                continuation += 1
-                i -= 1
-                continue
-            }
-            let length = b & 0x80 == 0 ? 1 : b & 0xE0 == 0xC0 ? 2 : b & 0xF0 == 0xE0 ? 3 : b & 0xF8 == 0xF0 ? 4 : 1
-            return length > continuation + 1 ? i : n
-        }
-        return n
-    }
 }

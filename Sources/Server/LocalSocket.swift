@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,11 +35,46 @@ public enum LocalSocket {
     }
 }
 
+/// Runs a service the server can do without: when it fails (another server took the socket between the check and
+/// the bind), that is logged and the server goes on serving TCP until it is told to stop.
+struct DispensableService: Service {
+    let base: any Service
+    let what: String
+    let logger: Logger
+
+    func run() async throws {
+        do { try await base.run() } catch {
+            logger.warning("\(what) stopped; the server goes on without it", metadata: ["error": "\(error)"])
+        }
+        // Returning would end the whole group.
+        try? await gracefulShutdown()
+    }
+}
+
+/// The socket file this server made, so that it removes its own and never a later server's.
+final class LocalSocketFile: Sendable {
+    let path: String
+    private let inode = Mutex<UInt64?>(nil)
+
+    init(path: String) { self.path = path }
+
+    func bound() {
+        var st = stat()
+        if stat(path, &st) == 0 { inode.withLock { $0 = UInt64(st.st_ino) } }
+    }
+
+    func remove() {
+        var st = stat()
+        guard let mine = inode.withLock({ $0 }), stat(path, &st) == 0, UInt64(st.st_ino) == mine else { return }
+        unlink(path)
+    }
+}
+
 extension CodeInterpServer {
     /// The application on the local socket (same routes; the auth middleware lets its requests through), or nil
     /// when another server already answers there or the path is too long for a socket.
-    func makeLocalApplication() -> (any Service)? {
-        let path = LocalSocket.path(dataDirectory: engine.configuration.dataDirectory)
+    func makeLocalApplication(_ file: LocalSocketFile) -> (any Service)? {
+        let path = file.path
         guard LocalSocket.fits(path) else {
             logger.warning("no local socket: the data directory's path is too long for one", metadata: ["path": "\(path)"])
             return nil
@@ -49,13 +85,15 @@ extension CodeInterpServer {
         }
         unlink(path)  // left by a server that did not stop cleanly
         let logger = logger
-        return Application(
+        let app = Application(
             router: buildRouter(),
             configuration: .init(address: .unixDomainSocket(path: path), serverName: "codeinterp"),
             onServerRunning: { _ in
                 chmod(path, 0o600)
+                file.bound()
                 logger.info("listening on the local socket", metadata: ["path": "\(path)"])
             },
             logger: logger)
+        return DispensableService(base: app, what: "the local socket", logger: logger)
     }
 }

@@ -37,7 +37,7 @@ final class SpooledUpload {
     }
 
     /// Reads the body, keeping the first part named `file`. Throws 413 past `maxBytes` of file content, 400 when
-    /// the body is not valid multipart or has no `file` part.
+    /// the body is not valid multipart, has no `file` part, or that part has no filename.
     static func receive(_ body: RequestBody, boundary: String, maxBytes: Int64, spoolDirectory: String) async throws -> SpooledUpload {
         let template = spoolDirectory + "/.upload-XXXXXX"
         var path = Array(template.utf8CString)
@@ -62,10 +62,17 @@ final class SpooledUpload {
             close(fd)
             throw error
         }
-        guard state.fileDone, let filename = state.filename else {
+        guard state.fileDone else {
             close(fd)
             throw APIError.invalidRequest(state.sawFilePart ? "the multipart body ended inside the file part"
                                           : "the multipart/form-data body has no part named \"file\"", param: "file")
+        }
+        // A part without a filename is a form field, not a file; HTTP clients drop an empty name altogether.
+        guard let filename = state.filename, !filename.trimmingCharacters(in: .whitespaces).isEmpty else {
+            close(fd)
+            throw APIError.invalidRequest("the \"file\" part has no file name: send it as a file with a name "
+                                          + "(curl -F file=@PATH, or a (name, bytes) tuple in the openai package)",
+                                          param: "file", code: "invalid_file_name")
         }
         lseek(fd, 0, SEEK_SET)
         return SpooledUpload(fd: fd, filename: filename, size: state.written)
@@ -95,7 +102,7 @@ final class SpooledUpload {
             if params["name"] == "file" {
                 inFilePart = true
                 sawFilePart = true
-                filename = params["filename*"] ?? params["filename"] ?? "upload"
+                filename = params["filename*"] ?? params["filename"]
             }
         }
 

@@ -5,6 +5,9 @@ import InterpreterCore
 public enum ChatEvent: Sendable {
     /// Streamed assistant text.
     case text(String)
+    /// A model turn that asks for tools ended: `text` is what it said first (often nothing). Its calls follow
+    /// as `toolCall` or `toolProblem` events; the last turn of a user message is an `answer` instead.
+    case turn(text: String)
     /// The model asked to run code.
     case toolCall(id: String, code: String?)
     /// The call's arguments were unusable; the model was told why.
@@ -70,6 +73,7 @@ public final class ChatLoop: Sendable {
                 onEvent(.answer(resolved))
                 return resolved
             }
+            onEvent(.turn(text: turn.text))
             for call in turn.toolCalls {
                 let reply: JSONValue
                 do {

@@ -129,5 +129,49 @@ struct CLITests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("pid namespace"))
         #expect(r.stdout.contains("probe execution   ok"))
+        // The sandbox finds an empty file where the host keeps its password hashes: doctor says it is masked.
+        let shadow = try #require(r.stdout.split(separator: "\n").first { $0.contains("/etc/shadow ") }, "\(r.stdout)")
+        #expect(shadow.contains("masked: the sandbox sees an empty file in place of the host's"), "\(shadow)")
+        #expect(!r.stdout.contains("READABLE"))
+    }
+
+    @Test func exitCodesAreInTheHelp() throws {
+        let help = try codeinterp(["--help"])
+        #expect(help.status == 0)
+        for line in ["0   success", "1   run: the code raised", "2   the sandbox could not run the code",
+                     "3   run: a limit stopped the code", "64  usage error"] {
+            #expect(help.stdout.contains(line), "\(line) in \(help.stdout)")
+        }
+        let usage = try codeinterp(["run", "-c", "1", "--no-such-option"])
+        #expect(usage.status == 64)
+        #expect(usage.stderr.contains("--no-such-option"))
+        #expect(try codeinterp(["run", "--help"]).stdout.contains("64 for a usage error"))
+    }
+
+    /// On a terminal, what the code wrote to stderr and its exception stand out from its output; piped, or
+    /// with NO_COLOR set, everything is plain text.
+    @Test func coloursOnATerminalOnly() throws {
+        let code = "import sys\nprint('plain output')\nprint('a warning', file=sys.stderr)\n1 / 0"
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_DATA_DIR"] = Self.dataDir
+        env["CODEINTERP_PROFILES_DIR"] = Self.root.appendingPathComponent("sandbox-profiles").path
+        env["CODEINTERP_PRELOAD"] = "numpy"
+        env["TERM"] = "xterm-256color"
+        env["NO_COLOR"] = nil
+        let escape = "\u{1B}["
+
+        let coloured = try Subprocess.runOnTerminal([Subprocess.codeinterpBinary(), "run", "-c", code], environment: env)
+        #expect(coloured.status == 1)
+        #expect(coloured.text.contains("plain output\r\n") && !coloured.text.contains("mplain output"), "\(coloured.text)")
+        #expect(coloured.text.contains(escape + "31ma warning" + escape + "0m"), "\(coloured.text)")
+        #expect(coloured.text.contains(escape + "1;31mZeroDivisionError: division by zero" + escape + "0m"), "\(coloured.text)")
+
+        env["NO_COLOR"] = "1"
+        let noColour = try Subprocess.runOnTerminal([Subprocess.codeinterpBinary(), "run", "-c", code], environment: env)
+        #expect(noColour.status == 1)
+        #expect(noColour.text.contains("a warning") && !noColour.text.contains(escape), "\(noColour.text)")
+
+        let piped = try codeinterp(["run", "-c", code])
+        #expect(piped.stderr.contains("ZeroDivisionError") && !piped.stderr.contains(escape) && !piped.stdout.contains(escape))
     }
 }

@@ -311,7 +311,8 @@ enum AdversarialCorpus {
         HostileCase(name: "environment-through-proc", category: .data, code: #"""
             import os
             allowed = {'PATH', 'HOME', 'TMPDIR', 'USER', 'LANG', 'LC_ALL', 'MPLBACKEND', 'MPLCONFIGDIR', 'PYTHONDONTWRITEBYTECODE',
-                       'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'NUMEXPR_NUM_THREADS', 'KMP_DUPLICATE_LIB_OK', 'KMP_INIT_AT_FORK'}
+                       'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'NUMEXPR_NUM_THREADS', 'KMP_DUPLICATE_LIB_OK', 'KMP_INIT_AT_FORK',
+                       'PYTHONPATH'}  # the pip stub in /tmp/.codeinterp (the runtime's)
             found = set(os.environ)
             for pid in (p for p in os.listdir('/proc') if p.isdigit()):
                 try:

@@ -173,6 +173,33 @@ struct ExecuteTests {
         #expect(!metrics.contains("codeinterp_executions_total{status=\"timeout\"} 1"), "\(metrics)")
     }
 
+    /// `print('step', i)` is four writes ('step', ' ', the number, the newline); a client reads whole lines.
+    @Test func streamSendsLinesNotTheWritesOfEachPrint() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        var reader = try await server.stream("for i in range(3):\n    print('step', i)")
+        var printed: [String] = []
+        while let event = try await reader.next(), event.name != "result" {
+            if event.name == "stdout" { printed.append(try event.json()["text"] as? String ?? "") }
+        }
+        #expect(printed.joined() == "step 0\nstep 1\nstep 2\n")
+        // Lines that came together may share an event; a line is never cut in pieces.
+        #expect((1...3).contains(printed.count), "\(printed)")
+        #expect(printed.allSatisfy { $0.hasSuffix("\n") }, "\(printed)")
+    }
+
+    /// A partial line (a prompt, a progress bar) is not held back until the code ends.
+    @Test func streamSendsAPartialLineWhileTheCodeIsStillRunning() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.stop() } }
+        var reader = try await server.stream("import sys, time\nsys.stdout.write('working...')\nsys.stdout.flush()\nwhile True: time.sleep(1)")
+        let event = try #require(try await reader.next())
+        #expect(event.name == "stdout", "\(event.name): \(event.data)")
+        #expect(try event.json()["text"] as? String == "working...")
+        let metrics = try await server.request(.get, "/metrics")
+        #expect(metrics.text.contains("codeinterp_executions_in_flight 1\n"), "\(metrics.text)")
+    }
+
     @Test func fullQueueIsRefusedWithRetryAfter() async throws {
         let server = try await TestServer.start {
             $0.maxConcurrentExecutions = 1

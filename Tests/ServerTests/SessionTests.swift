@@ -79,6 +79,21 @@ struct SessionTests {
         #expect(dotsError["param"] as? String == "file")
         #expect((dotsError["message"] as? String)?.contains("file name") == true, "\(dotsError)")
 
+        // As the README says: empty names and names with control characters are refused, and so is a file part
+        // without a name (what an HTTP client sends for an empty one), rather than saved under a made-up name.
+        let nameless = try await server.request(.post, "/v1/sessions/\(id)/files",
+                                                body: Data("--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--b--\r\n".utf8),
+                                                contentType: "multipart/form-data; boundary=b")
+        for (refused, why) in [(nameless, "no file name"),
+                               (try await server.upload("/v1/sessions/\(id)/files", filename: "", content: Data("x".utf8)), "no file name"),
+                               (try await server.upload("/v1/sessions/\(id)/files", filename: "ok\u{01}.txt", content: Data("x".utf8)),
+                                "control characters")] {
+            #expect(refused.status == 400, "\(refused.text)")
+            let error = try refused.envelope()
+            #expect(error["code"] as? String == "invalid_file_name", "\(error)")
+            #expect((error["message"] as? String)?.contains(why) == true, "\(error)")
+        }
+
         let big = try await server.upload("/v1/sessions/\(id)/files", filename: "big.bin", content: Data(count: 5_000))
         #expect(big.status == 413)
         _ = try big.envelope()

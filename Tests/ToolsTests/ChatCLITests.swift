@@ -47,6 +47,25 @@ struct ChatCLITests {
         #expect(transcript.contains("Here is the chart: [chart.png](file://\(out)/chart.png)"))
         #expect(!transcript.contains("(sandbox:/mnt/data/chart.png)"))
         #expect(r.stderr.contains("--resume chat_"))
+
+        // The transcript reads as the conversation went: the user, then each of the model's three turns with
+        // what it said, the code it ran and what that printed.
+        let headings = transcript.split(separator: "\n").filter { $0.hasPrefix("## ") }
+        #expect(headings == ["## user", "## assistant", "## assistant", "## assistant"], "\(transcript)")
+        let story = ["## user", "Summarise the sales and draw a chart",
+                     "## assistant", "I'll write the quarterly sales data to a CSV file and summarise it first.",
+                     "```python\nimport pandas as pd", "result (ok):", "12 rows, total sales 1340",
+                     "## assistant", "Now a chart of sales per quarter for each region.",
+                     "```python\nimport matplotlib.pyplot as plt", "result (ok):", "chart.png",
+                     "## assistant", "North sold the most"]
+        var rest = Substring(transcript)
+        for piece in story {
+            guard let found = rest.range(of: piece) else {
+                Issue.record("\"\(piece)\" is missing or out of order in:\n\(transcript)")
+                break
+            }
+            rest = rest[found.upperBound...]
+        }
     }
 
     @Test func resumeContinuesTheSameSessionAndItsFiles() throws {

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 import threading
 import unittest
 import urllib.request
@@ -108,6 +109,39 @@ class ExampleToolLoop(unittest.TestCase):
         with urllib.request.urlopen(url, timeout=30) as response:  # no key: the URL is signed
             self.assertEqual(response.headers.get_content_type(), "image/png")
             self.assertEqual(response.read(8), b"\x89PNG\r\n\x1a\n")
+
+
+class ExampleToolLoopOffline(unittest.TestCase):
+    """The example run by hand as a new user would, with no model configured: it says the model is scripted and
+    runs the whole loop against codeinterp without network or API key."""
+
+    def run_example(self, **env):
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        environment.update(env)
+        return subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python_tool_loop.py")],
+                              capture_output=True, text=True, timeout=300, env=environment)
+
+    def test_without_an_openai_key_the_scripted_model_answers(self):
+        run = self.run_example()
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn("the model is scripted", run.stderr)
+        self.assertNotIn("Traceback", run.stderr)
+        self.assertIn("North sold the most", run.stdout)
+        self.assertNotIn("sandbox:", run.stdout)
+        links = dict(line.strip().split(": ", 1) for line in run.stdout.splitlines() if line.startswith("  "))
+        self.assertEqual(set(links), {"chart.png", "sales.csv"})
+        with urllib.request.urlopen(links["chart.png"], timeout=30) as response:  # a signed URL: no key needed
+            self.assertEqual(response.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_a_missing_or_wrong_codeinterp_key_is_explained(self):
+        missing = self.run_example(CODEINTERP_API_KEY="")
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("CODEINTERP_API_KEY is not set", missing.stderr)
+        self.assertNotIn("Traceback", missing.stderr)
+        wrong = self.run_example(CODEINTERP_API_KEY="not-the-key")
+        self.assertEqual(wrong.returncode, 1)
+        self.assertIn("answered 401", wrong.stderr)
+        self.assertNotIn("Traceback", wrong.stderr)
 
 
 class ExampleCurl(unittest.TestCase):
