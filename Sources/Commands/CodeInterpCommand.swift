@@ -6,8 +6,8 @@ public struct CodeInterpCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "codeinterp",
         abstract: "A self-hosted code interpreter: model-written Python in forked, seccomp-restricted sandboxes.",
-        version: CodeInterpServer.version,
         discussion: ExitStatus.help,
+        version: CodeInterpServer.version,
         subcommands: [RunCommand.self, ServeCommand.self, McpCommand.self, ChatCommand.self, DoctorCommand.self,
                       ProfileCommand.self, PackagesCommand.self, BenchCommand.self])
 
