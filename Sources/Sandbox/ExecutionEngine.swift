@@ -340,12 +340,13 @@ public final class ExecutionEngine: Sendable {
         guard let slot = sessionSlots.takeSpare() else { return nil }
         let (child, workdir): (SandboxChild, String)
         do { (child, workdir) = try await spawnAhead(key, slot: slot, session: true) } catch {
-            sessionSlots.releaseSpare(slot)
+            sessionSlots.releaseSpare(slot, child: nil)
             throw error
         }
         // Adopted by a session, the slot is that session's; else it is free again once the spare is gone.
         let slots = sessionSlots
-        child.onExit { slots.releaseSpare(slot) }
+        slots.spareForked(slot, child: child.id)
+        child.onExit { slots.releaseSpare(slot, child: child.id) }
         return WarmChild(child: child, slot: slot, workdir: workdir)
     }
 

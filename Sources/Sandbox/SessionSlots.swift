@@ -27,8 +27,10 @@ final class SessionSlots: Sendable {
     private struct State {
         var free: [Int]
         var live: [String: Entry] = [:]
-        /// Slots held by spare interpreters.
-        var spares: Set<Int> = []
+        /// Slots held by spare interpreters, with the child in each (nil while it is being forked). A child's exit
+        /// frees its slot only while the slot is still that child's: once adopted and freed, the slot may already
+        /// hold the next spare.
+        var spares: [Int: UInt32?] = [:]
         var waiters: [CheckedContinuation<Void, Never>] = []
         var clock: UInt64 = 0
     }
@@ -118,7 +120,7 @@ final class SessionSlots: Sendable {
     func takeSpare() -> Int? {
         state.withLock { s in
             guard s.spares.count < maxSpares, let slot = s.free.popLast() else { return nil }
-            s.spares.insert(slot)
+            s.spares[slot] = .some(nil)
             return slot
         }
     }
@@ -126,9 +128,10 @@ final class SessionSlots: Sendable {
     /// A spare interpreter ended without being adopted: its slot is free again. False when it had been adopted
     /// (the session it went to holds the slot now).
     @discardableResult
-    func releaseSpare(_ slot: Int) -> Bool {
+    func releaseSpare(_ slot: Int, child: UInt32?) -> Bool {
         let (released, waiter) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
-            guard s.spares.remove(slot) != nil else { return (false, nil) }
+            guard let holder = s.spares[slot], holder == child else { return (false, nil) }
+            s.spares[slot] = nil
             s.free.append(slot)
             return (true, s.waiters.isEmpty ? nil : s.waiters.removeFirst())
         }
@@ -140,8 +143,8 @@ final class SessionSlots: Sendable {
     /// slot becomes the session's, and the one it was granted is free again.
     func adopt(session: String, spare: Int) -> Bool {
         let (adopted, waiter) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
-            guard var entry = s.live[session], s.spares.contains(spare) else { return (false, nil) }
-            s.spares.remove(spare)
+            guard var entry = s.live[session], s.spares[spare] != nil else { return (false, nil) }
+            s.spares[spare] = nil
             s.free.append(entry.slot)
             entry.slot = spare
             s.live[session] = entry
@@ -149,6 +152,11 @@ final class SessionSlots: Sendable {
         }
         waiter?.resume()
         return adopted
+    }
+
+    /// The spare forked into `slot` is `child`.
+    func spareForked(_ slot: Int, child: UInt32) {
+        state.withLock { s in if s.spares[slot] != nil { s.spares[slot] = .some(child) } }
     }
 
     /// The slot of a session's running interpreter, if it has one.

@@ -163,8 +163,10 @@ extension ExecutionEngine {
     @discardableResult
     public func deleteSession(id: String) throws -> Bool {
         guard let id = FileStore.canonicalID(id) else { return false }
-        sessionSlots.remove(session: id)
+        // The kill first: a spawn into the freed slot then reaches the zygote after it (the zygote refuses a slot
+        // whose child it has not been told to kill).
         stopInterpreter(session: id)
+        sessionSlots.remove(session: id)
         sessionBook.withDirectory(id) { removeTree(sessionDirectory(id)) }
         sessionBook.forget(id)
         sessionPool.refillAll()

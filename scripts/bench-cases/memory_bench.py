@@ -7,6 +7,7 @@ grandchild. Prints JSON lines.
 """
 import http.client
 import json
+import os
 import statistics
 import sys
 import time
@@ -14,11 +15,19 @@ import urllib.parse
 
 
 def children(pid):
+    # Per thread: the server starts its worker from whichever thread runs the engine's start.
+    kids = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return kids
 
 
 def private_kb(pid):
