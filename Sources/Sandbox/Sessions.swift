@@ -368,7 +368,7 @@ func chownTree(_ path: String, to uid: uid_t) {
 private func chownContents(of dirFd: Int32, to uid: uid_t) {
     guard let dir = fdopendir(dirFd) else { close(dirFd); return }
     defer { closedir(dir) }
-    for name in directoryEntryNames(dir) {
+    for name in directoryEntryRawNames(dir) {
         _ = fchownat(dirFd, name, uid, uid, AT_SYMLINK_NOFOLLOW)
         let sub = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if sub >= 0 { chownContents(of: sub, to: uid) }
