@@ -24,8 +24,10 @@ struct PoolKey: Hashable, Sendable {
 public struct WarmPoolStatistics: Sendable, Equatable {
     /// Takes that found a warm child.
     public var hits = 0
-    /// Takes that had to fork on demand (the pool was empty).
+    /// Takes that found no child waiting.
     public var misses = 0
+    /// Of those, takes that waited for a child already being forked for the pool (nearer than a new fork).
+    public var waitedForRefill = 0
     /// Children forked for the pool.
     public var spawned = 0
     /// Refills that failed (no free slot, the worker refused or died).
@@ -44,6 +46,8 @@ final class WarmPool: Sendable {
     private struct State {
         var idle: [PoolKey: [WarmChild]] = [:]
         var refilling: [PoolKey: Int] = [:]
+        /// Takes waiting for a child being forked for the pool, served first come, first served.
+        var waiters: [PoolKey: [CheckedContinuation<WarmChild?, Never>]] = [:]
         /// Waiting children that died without being used, one after another (isolation failing on this host, say):
         /// refills back off instead of forking in a loop.
         var idleDeaths: [PoolKey: Int] = [:]
@@ -70,9 +74,16 @@ final class WarmPool: Sendable {
 
     var stats: Stats { state.withLock { s in var st = s.stats; st.idle = s.idle.values.reduce(0) { $0 + $1.count }; return st } }
 
-    /// A warm child for `key`, or one forked now when none is waiting. Either way, the pool refills behind it.
+    /// A warm child for `key`; else the next one the pool's refill brings, when a fork for the pool is already on
+    /// its way and not promised to an earlier take (it is part-way through its fork and isolation, nearer than a
+    /// new one, and a second fork would only compete with it for the CPU); else one forked now. Either way, the
+    /// pool refills behind it.
     func take(_ key: PoolKey) async throws -> (WarmChild, warm: Bool) {
         if let found = takeWarm(key) { return (found, true) }
+        if let coming = await nextRefilled(key) {
+            if !coming.child.hasExited && coming.child.workerIsAlive { return (coming, true) }
+            discard(coming)
+        }
         guard let child = try await make(key, true) else {
             throw EngineError(.busy, "no sandbox slot is free")
         }
@@ -108,6 +119,31 @@ final class WarmPool: Sendable {
         return found
     }
 
+    /// Waits for the child the pool's refill is forking for `key`, if one is on its way for no earlier waiter; nil
+    /// at once when none is, or when the refill fails.
+    private func nextRefilled(_ key: PoolKey) async -> WarmChild? {
+        await withCheckedContinuation { (c: CheckedContinuation<WarmChild?, Never>) in
+            let queued = state.withLock { s -> Bool in
+                guard !s.stopped, (s.refilling[key] ?? 0) > (s.waiters[key]?.count ?? 0) else { return false }
+                s.waiters[key, default: []].append(c)
+                s.stats.waitedForRefill += 1
+                return true
+            }
+            if !queued { c.resume(returning: nil) }
+        }
+    }
+
+    /// Waiters of `key` beyond what its refill still has on the way: none is coming for them (removed under the
+    /// caller's lock, resumed by the caller with nil).
+    private static func unserved(_ key: PoolKey, in s: inout State) -> [CheckedContinuation<WarmChild?, Never>] {
+        let coming = s.stopped ? 0 : (s.refilling[key] ?? 0)
+        guard var list = s.waiters[key], list.count > coming else { return [] }
+        let extra = Array(list[coming...])
+        list.removeLast(list.count - coming)
+        s.waiters[key] = list
+        return extra
+    }
+
     /// Fills the pool of `key` before anything is taken from it (server start).
     func prewarm(_ key: PoolKey) {
         state.withLock { $0.keys[key.profileName] = key }
@@ -133,48 +169,69 @@ final class WarmPool: Sendable {
             for i in 0..<wanted {
                 var made: WarmChild?
                 do { made = try await make(key, false) } catch {
-                    if state.withLock({ $0.stopped }) {
-                        state.withLock { $0.refilling[key, default: wanted - i] -= wanted - i }
+                    let unserved = state.withLock { s -> [CheckedContinuation<WarmChild?, Never>]? in
+                        guard s.stopped else { return nil }
+                        s.refilling[key, default: wanted - i] -= wanted - i
+                        return Self.unserved(key, in: &s)
+                    }
+                    if let unserved {
+                        for w in unserved { w.resume(returning: nil) }
                         break
                     }
                     logger.warning("warm pool: cannot fork a child ahead of demand; executions fork on demand meanwhile",
                                    metadata: ["profile": "\(key.profileName)", "error": "\(error)"])
                 }
-                let keep = state.withLock { s -> Bool in
+                enum Outcome { case kept, handed(CheckedContinuation<WarmChild?, Never>), discarded }
+                let (outcome, unserved) = state.withLock { s -> (Outcome, [CheckedContinuation<WarmChild?, Never>]) in
                     s.refilling[key, default: 1] -= 1
-                    guard let made else { s.stats.refillFailures += 1; return false }
-                    guard !s.stopped else { return false }
-                    s.stats.spawned += 1
-                    s.idle[key, default: []].append(made)
-                    return true
-                }
-                if let made {
-                    if keep {
-                        // Killed while idle (or its worker died): forget it, and make another.
-                        made.child.onExit { [self] in
-                            let deaths = state.withLock { s -> Int? in
-                                guard let i = s.idle[key]?.firstIndex(where: { $0.child === made.child }) else { return nil }
-                                s.idle[key]!.remove(at: i)
-                                s.idleDeaths[key, default: 0] += 1
-                                return s.idleDeaths[key]
-                            }
-                            guard let deaths else { return }
-                            retire(made.workdir)
-                            let delay = min(5.0, 0.05 * Double(1 << min(deaths, 8)))
-                            Task.detached(priority: .utility) { [self] in
-                                try? await Task.sleep(for: .seconds(delay))
-                                refill(key)
-                            }
-                        }
-                    } else {
-                        discard(made)
+                    guard let made, !s.stopped else {
+                        if made == nil { s.stats.refillFailures += 1 }
+                        return (.discarded, Self.unserved(key, in: &s))
                     }
+                    s.stats.spawned += 1
+                    if var waiting = s.waiters[key], !waiting.isEmpty {
+                        let first = waiting.removeFirst()
+                        s.waiters[key] = waiting
+                        return (.handed(first), [])
+                    }
+                    s.idle[key, default: []].append(made)
+                    return (.kept, [])
+                }
+                for w in unserved { w.resume(returning: nil) }
+                switch (outcome, made) {
+                case (.handed(let waiter), _):
+                    waiter.resume(returning: made)
+                case (.kept, let made?):
+                    // Killed while idle (or its worker died): forget it, and make another.
+                    made.child.onExit { [self] in
+                        let deaths = state.withLock { s -> Int? in
+                            guard let i = s.idle[key]?.firstIndex(where: { $0.child === made.child }) else { return nil }
+                            s.idle[key]!.remove(at: i)
+                            s.idleDeaths[key, default: 0] += 1
+                            return s.idleDeaths[key]
+                        }
+                        guard let deaths else { return }
+                        retire(made.workdir)
+                        let delay = min(5.0, 0.05 * Double(1 << min(deaths, 8)))
+                        Task.detached(priority: .utility) { [self] in
+                            try? await Task.sleep(for: .seconds(delay))
+                            refill(key)
+                        }
+                    }
+                case (_, let made?):
+                    discard(made)
+                case (_, nil):
+                    break
                 }
                 if made == nil {
                     // No slot or no worker now: give the other reservations back (a slot coming free, or the next
                     // execution, refills again).
                     let rest = wanted - i - 1
-                    state.withLock { $0.refilling[key, default: rest] -= rest }
+                    let unserved = state.withLock { s in
+                        s.refilling[key, default: rest] -= rest
+                        return Self.unserved(key, in: &s)
+                    }
+                    for w in unserved { w.resume(returning: nil) }
                     break
                 }
             }
@@ -186,11 +243,12 @@ final class WarmPool: Sendable {
 
     /// Kills every waiting child (engine shutdown).
     func drain() {
-        let all = state.withLock { s -> [WarmChild] in
+        let (all, waiting) = state.withLock { s -> ([WarmChild], [CheckedContinuation<WarmChild?, Never>]) in
             s.stopped = true
-            defer { s.idle = [:] }
-            return s.idle.values.flatMap { $0 }
+            defer { s.idle = [:]; s.waiters = [:] }
+            return (s.idle.values.flatMap { $0 }, s.waiters.values.flatMap { $0 })
         }
+        for w in waiting { w.resume(returning: nil) }
         for w in all { discard(w) }
     }
 

@@ -67,6 +67,21 @@ struct WarmPoolTests {
         #expect(r.usage.warmStart == true)
     }
 
+    @Test func anExecutionThatFindsThePoolEmptyTakesTheChildBeingForkedForIt() async throws {
+        // Back to back, each execution arrives while the child forked to replace the last one is still being made
+        // (or is ready): it takes that one, it does not fork a second child to race the first for the CPU.
+        let engine = try ExecutionEngine(configuration: EngineFixture.smallConfiguration("pool-wait", uidBase: 2_650_000, preload: []))
+        defer { engine.shutdown() }
+        let runs = 6
+        for i in 0..<runs {
+            let r = try await engine.execute(ExecutionRequest(code: "\(i)"))
+            #expect(r.status == .ok && r.result?["text/plain"] == "\(i)")
+            #expect(r.usage.warmStart == true, "execution \(i) forked its own child: \(engine.pool.stats)")
+        }
+        let stats = engine.pool.stats
+        #expect(stats.hits + stats.waitedForRefill == runs, "\(stats)")
+    }
+
     @Test func thePoolRefillsAfterABurstLargerThanItself() async throws {
         let burst = engine.pool.target * 3
         let before = engine.pool.stats

@@ -168,6 +168,15 @@ class CellValueTests(RuntimeTestCase):
                          [{"text/plain": "'/mnt/data/report.csv'"}, {"text/plain": "(1, 'a', None)"},
                           {"text/plain": "b'\\x00ab'"}])
 
+    def test_the_rehearsed_cell_leaves_nothing_behind(self):
+        # after_fork() runs a throwaway cell (to copy the pages a cell touches before the execution arrives): the
+        # user's first cell must still be cell 1, see an empty namespace and the In/Out history of a fresh one.
+        run = self.run_cells("sorted(k for k in globals() if not k.startswith('__'))", "1/0")
+        self.assertEqual(run.outcomes[0]["result"], {"text/plain": "['_harness']"})
+        self.assertIn('File "<cell-2>", line 1, in <module>', "\n".join(run.outcomes[1]["error"]["traceback"]))
+        self.assertEqual(run.stdout, "")
+        self.assertEqual(run.stderr, "")
+
     def test_none_value_and_statements_give_no_result(self):
         run = self.run_cells('print("hi")', "x = 1", "None")
         self.assertEqual([outcome["result"] for outcome in run.outcomes], [None, None, None])
