@@ -1,5 +1,30 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
+
+/// Debian's static libpython, when it is installed (python3-dev): `/usr/lib/python3.X/config-3.X-ARCH/libpython3.X.a`,
+/// the build Debian links its own /usr/bin/python3 from: no position-independent code, no calls through the PLT
+/// inside the interpreter. Python runs on fewer instructions in it than in libpython3.X.so (valgrind's callgrind:
+/// 5% for a matplotlib chart in a warm interpreter, 10% for importing the stack and the first chart, 6% for pure
+/// Python), so the worker links it when it is there. The worker is then not a position-independent executable;
+/// that costs the sandbox nothing: every child is a fork of the one zygote and shares its layout anyway, and user
+/// code already holds the interpreter (ctypes included): seccomp and the namespaces confine it, not addresses.
+/// (Code linked into the worker should not take the address of a Swift runtime function, `\.isNumber` say: the
+/// dynamic loader then warns that a protected symbol's pointer equality may break.)
+/// Elsewhere the worker links the shared libpython that pkg-config's python3-embed names.
+let staticPython: (include: String, archive: String)? = {
+    let fm = FileManager.default
+    guard let target = try? fm.destinationOfSymbolicLink(atPath: "/usr/bin/python3"),
+          let version = target.split(separator: "/").last.map(String.init), version.hasPrefix("python3."),
+          fm.fileExists(atPath: "/usr/include/\(version)/Python.h"),
+          let configs = try? fm.contentsOfDirectory(atPath: "/usr/lib/\(version)") else { return nil }
+    let number = version.dropFirst("python".count)
+    for config in configs.sorted() where config.hasPrefix("config-\(number)-") {
+        let archive = "/usr/lib/\(version)/\(config)/lib\(version).a"
+        if fm.fileExists(atPath: archive) { return ("/usr/include/\(version)", archive) }
+    }
+    return nil
+}()
 
 let package = Package(
     name: "codeinterp",
@@ -24,7 +49,7 @@ let package = Package(
         // C: system calls used between fork and user code, one wrapper per macro or variadic function.
         .target(name: "CSandbox"),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
-        .systemLibrary(name: "CPython", pkgConfig: "python3-embed", providers: [.apt(["python3-dev"])]),
+        .systemLibrary(name: "CPython", pkgConfig: staticPython == nil ? "python3-embed" : nil, providers: [.apt(["python3-dev"])]),
 
         // Models shared by the server side and the worker: requests, results, limits, profiles, wire protocol.
         .target(name: "InterpreterCore"),
@@ -35,7 +60,15 @@ let package = Package(
             name: "codeinterp-worker",
             dependencies: ["InterpreterCore", "CSandbox", "CPython"],
             exclude: ["runtime"],
-            resources: [.embedInCode("runtime/codeinterp_runtime.py")]
+            resources: [.embedInCode("runtime/codeinterp_runtime.py")],
+            swiftSettings: staticPython.map { [.unsafeFlags(["-Xcc", "-I\($0.include)"])] } ?? [],
+            linkerSettings: staticPython.map { python in [
+                // The archive, then what it needs (what /usr/bin/python3 links: libexpat, zlib, libm); the
+                // interpreter's symbols exported for the extension modules it loads (numpy's and the others' are not
+                // linked with libpython: they find it in the executable, as under /usr/bin/python3).
+                .unsafeFlags([python.archive, "-Xlinker", "--export-dynamic", "-Xclang-linker", "-no-pie"]),
+                .linkedLibrary("expat"), .linkedLibrary("z"), .linkedLibrary("m"), .linkedLibrary("dl"),
+            ] } ?? []
         ),
         // UUID-keyed blobs + SQLite metadata.
         .target(name: "FileStore", dependencies: [

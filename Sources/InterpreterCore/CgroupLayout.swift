@@ -214,7 +214,7 @@ public struct CgroupLayout: Sendable, Equatable {
         guard let text else { return nil }
         switch version {
         case .v1:
-            guard let count = Int64(text.split(whereSeparator: \.isWhitespace).first ?? "") else { return nil }
+            guard let count = Int64(text.split(whereSeparator: { $0.isWhitespace }).first ?? "") else { return nil }
             return count > 0
         case .v2:
             guard let populated = CgroupText.keyedValues(text)["populated"] else { return nil }

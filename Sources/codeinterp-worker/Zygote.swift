@@ -280,7 +280,7 @@ final class Zygote {
             if oneShot {
                 ci_block_all_signals()
                 alone = ci_thread_count() == 1
-                    && (directoryEntryNames(atPath: "/proc") ?? []).filter({ $0.allSatisfy(\.isNumber) }) == ["\(getpid())"]
+                    && (directoryEntryNames(atPath: "/proc") ?? []).filter({ $0.allSatisfy { $0.isNumber } }) == ["\(getpid())"]
             }
             let usage = "{\"cpu_ms\":\(cpuMs),\"max_rss_kb\":\(max(me.ru_maxrss, children.ru_maxrss)),\"alone\":\(alone)}"
             guard writeAll(result, [0] + Array(usage.utf8) + [0]) else { _exit(0) }
