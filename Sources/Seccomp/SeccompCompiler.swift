@@ -1,4 +1,5 @@
 import CSeccomp
+import Crypto
 import InterpreterCore
 
 #if canImport(Glibc)
@@ -17,7 +18,7 @@ public struct CompiledFilter: Sendable, Equatable {
 
     public init(bpf: [UInt8]) {
         self.bpf = bpf
-        self.key = SHA256.hex(bpf)
+        self.key = SHA256.hash(data: bpf).lowercaseHex
         self.instructionCount = bpf.count / 8
     }
 
