@@ -28,8 +28,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var rateLimitBurst = 100
     /// How long a signed file URL stays valid, in seconds.
     public var signedURLTTLSeconds = 3_600
-    /// How long stored files are kept, in seconds. NOT APPLIED YET: the engine keeps files for
-    /// `FileStore.defaultRetention` (24 h) and has no setting to pass this to.
+    /// How long stored files (outputs, figures, uploads) are kept, in seconds; the engine's `fileRetentionSeconds`.
     public var fileRetentionSeconds = 86_400
     /// Sessions (containers) expire after this many idle seconds unless created with their own timeout.
     public var sessionIdleTimeoutSeconds = 1_200
