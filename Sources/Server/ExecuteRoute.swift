@@ -207,11 +207,3 @@ extension ResponseBodyWriter {
         if buffer.readableBytes > 0 { try await write(buffer) }
     }
 }
-
-/// A place in the execution gate, given back when the last holder (the handler, or the streaming body and its
-/// task) lets go of it, even if a response body is never written.
-final class GateTicket: Sendable {
-    let gate: ExecutionGate
-    init(_ gate: ExecutionGate) { self.gate = gate }
-    deinit { gate.leave() }
-}
