@@ -64,7 +64,7 @@ struct FieldReader {
             throw APIError.invalidRequest("the request body must be a JSON object, not \(value.describedType)")
         }
         for key in object.keys.sorted() where !allowed.contains(key) {
-            let hint = ServerConfiguration.closest(to: key, in: allowed.sorted()).map { " (did you mean \"\($0)\"?)" } ?? ""
+            let hint = Suggestion.didYouMean(key, among: allowed.sorted())
             throw APIError.invalidRequest("unknown field \"\(key)\"\(hint); accepted: \(allowed.sorted().joined(separator: ", "))", param: key)
         }
         self.object = object

@@ -153,8 +153,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         let known = Set(Self.keys.map(\.json))
         for key in dict.keys.sorted() where !known.contains(key) {
-            let hint = Self.closest(to: key, in: Self.keys.map(\.json)).map { " (did you mean \"\($0)\"?)" } ?? ""
-            throw ConfigurationError("\(source): unknown key \"\(key)\"\(hint)")
+            throw ConfigurationError("\(source): unknown key \"\(key)\"" + Suggestion.didYouMean(key, among: Self.keys.map(\.json)))
         }
         for key in dict.keys.sorted() {
             try set(key: key, value: dict[key]!, source: "\(source): \"\(key)\"")
@@ -320,25 +319,6 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         let h = host.contains(":") ? "[\(host)]" : (host == "0.0.0.0" ? "127.0.0.1" : host)
         return "http://\(h):\(boundPort)"
-    }
-
-    /// The known name within edit distance 3 of `key`, if any.
-    static func closest(to key: String, in names: [String]) -> String? {
-        func distance(_ a: [Character], _ b: [Character]) -> Int {
-            var row = Array(0...b.count)
-            for i in 1...max(a.count, 1) where !a.isEmpty {
-                var previous = row[0]
-                row[0] = i
-                for j in 1...max(b.count, 1) where !b.isEmpty {
-                    let old = row[j]
-                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                    previous = old
-                }
-            }
-            return row[b.count]
-        }
-        let k = Array(key.lowercased())
-        return names.map { ($0, distance(k, Array($0))) }.filter { $0.1 <= 3 }.min { $0.1 < $1.1 }?.0
     }
 }
 

@@ -1,4 +1,6 @@
-public enum ProfileSuggestion {
+/// "Did you mean" for every unknown name a user can mistype: profile keys, actions, architectures and system calls,
+/// configuration keys, request fields.
+public enum Suggestion {
     /// The candidate closest to `word` (case, "_" and "-" ignored first, then edit distance with transpositions),
     /// or nil when nothing is close enough to be a plausible typo.
     public static func closest(to word: String, among candidates: [String]) -> String? {
