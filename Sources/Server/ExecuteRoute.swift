@@ -16,7 +16,7 @@ extension CodeInterpServer {
     }
 
     func parseExecute(_ data: Data) throws -> ExecuteBody {
-        let fields = try FieldReader(body: data, allowed: ["code", "session_id", "timeout_s", "files"])
+        let fields = try RequestFields(body: data, allowed: ["code", "session_id", "timeout_s", "files"])
         let code = try fields.requiredString("code")
         if code.utf8.count > configuration.maxCodeBytes {
             throw APIError.tooLarge("\"code\" is \(code.utf8.count) bytes; the limit is \(configuration.maxCodeBytes)", param: "code")

@@ -240,8 +240,7 @@ extension CodeInterpServer {
 
     func createConversation(_ request: Request) async throws -> Response {
         let data = try await jsonBody(request, allowEmpty: true)
-        var body: [String: JSONValue] = [:]
-        if !data.isEmpty { body = try objectBody(data, allowed: ["items", "metadata"]) }
+        let body = data.isEmpty ? [:] : try objectBody(data, allowed: ["items", "metadata"]).object
         let items = try Self.items(body["items"], param: "items")
         let metadata = try Self.metadata(body["metadata"])
         return toolJSON(try responses { try $0.createConversation(items: items, metadata: metadata) }.json)

@@ -186,7 +186,7 @@ extension CodeInterpServer {
         let data = try await jsonBody(request, allowEmpty: true)
         var options = SessionOptions()
         if !data.isEmpty {
-            let fields = try FieldReader(body: data, allowed: ["name", "idle_timeout_s", "file_ids"])
+            let fields = try RequestFields(body: data, allowed: ["name", "idle_timeout_s", "file_ids"])
             options.name = try fields.string("name")
             if let idle = try fields.int("idle_timeout_s") {
                 guard idle > 0 else { throw APIError.invalidRequest("\"idle_timeout_s\" must be a positive number of seconds", param: "idle_timeout_s") }
@@ -225,7 +225,7 @@ extension CodeInterpServer {
         if contentType.lowercased().hasPrefix("multipart/") {
             throw APIError.invalidRequest("multipart body without a boundary parameter", param: "file")
         }
-        let fields = try FieldReader(body: try await jsonBody(request), allowed: ["file_id"])
+        let fields = try RequestFields(body: try await jsonBody(request), allowed: ["file_id"])
         let fileId = try fields.requiredString("file_id")
         guard try engine.store.file(id: fileId) != nil else { throw APIError.notFound("file", id: fileId, param: "file_id") }
         return try engine.addSessionFile(sessionId: session.id, fileId: fileId)
@@ -255,7 +255,7 @@ extension CodeInterpServer {
     }
 
     func createContainer(_ request: Request) async throws -> Response {
-        let fields = try FieldReader(body: try await jsonBody(request),
+        let fields = try RequestFields(body: try await jsonBody(request),
                                      allowed: ["name", "file_ids", "expires_after", "memory_limit", "network_policy", "skills"])
         var options = SessionOptions()
         options.name = try fields.requiredString("name")
