@@ -9,7 +9,7 @@ import Sandbox
 struct SessionObject: Encodable {
     var id: String
     var object = "session"
-    var name: String?
+    @EncodedAsNull var name: String?
     var profile: String
     var created_at: Int
     var last_active_at: Int
@@ -26,23 +26,6 @@ struct SessionObject: Encodable {
         expires_at = Int(s.expiresAt.timeIntervalSince1970)
         idle_timeout_s = s.idleTimeoutSeconds
         execution_count = s.executionCount
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, object, name, profile, created_at, last_active_at, expires_at, idle_timeout_s, execution_count
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(object, forKey: .object)
-        try c.encode(name, forKey: .name)
-        try c.encode(profile, forKey: .profile)
-        try c.encode(created_at, forKey: .created_at)
-        try c.encode(last_active_at, forKey: .last_active_at)
-        try c.encode(expires_at, forKey: .expires_at)
-        try c.encode(idle_timeout_s, forKey: .idle_timeout_s)
-        try c.encode(execution_count, forKey: .execution_count)
     }
 }
 
@@ -95,20 +78,9 @@ struct ContainerFileObject: Encodable {
 struct ListObject<Item: Encodable>: Encodable {
     var object = "list"
     var data: [Item]
-    var first_id: String?
-    var last_id: String?
+    @EncodedAsNull var first_id: String?
+    @EncodedAsNull var last_id: String?
     var has_more: Bool
-
-    enum CodingKeys: String, CodingKey { case object, data, first_id, last_id, has_more }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(object, forKey: .object)
-        try c.encode(data, forKey: .data)
-        try c.encode(first_id, forKey: .first_id)
-        try c.encode(last_id, forKey: .last_id)
-        try c.encode(has_more, forKey: .has_more)
-    }
 }
 
 struct Page<Item> {
