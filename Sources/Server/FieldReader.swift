@@ -108,32 +108,52 @@ struct FieldReader<Wording: FieldWording> {
     }
 }
 
-/// The native API's wording: `param` names the field, an unknown top-level field gets a "did you mean" and the
-/// accepted list.
-struct RequestWording: FieldWording {
-    func empty() -> APIError? { .invalidRequest("the request body is empty; send a JSON object") }
+/// The HTTP routes' wording, in two styles. `native` (the native API): an unknown top-level field gets a "did you
+/// mean" and the accepted list, types are named with their article ("an array"). `openAI` (the tool and Responses
+/// routes, as OpenAI's APIs put it): `invalid_json` and `unknown_field` codes, bare JSON type names ("array").
+/// Either way `param` names the field.
+struct APIFieldWording: FieldWording {
+    enum Style { case native, openAI }
+    let style: Style
+
+    private func name(_ value: JSONValue) -> String { style == .native ? value.describedType : value.typeName }
+
+    func empty() -> APIError? {
+        style == .native ? .invalidRequest("the request body is empty; send a JSON object") : nil
+    }
 
     func notJSON(_ parserMessage: String) -> APIError {
-        .invalidRequest("the request body is not valid JSON: \(parserMessage)")
+        switch style {
+        case .native: .invalidRequest("the request body is not valid JSON: \(parserMessage)")
+        case .openAI: .invalidRequest("the request body is not valid JSON", code: "invalid_json")
+        }
     }
 
     func notObject(_ value: JSONValue) -> APIError {
-        .invalidRequest("the request body must be a JSON object, not \(value.describedType)")
+        let message = "the request body must be a JSON object, not \(name(value))"
+        return style == .native ? .invalidRequest(message) : .invalidRequest(message, code: "invalid_json")
     }
 
     func unknown(_ key: String, prefix: String, allowed: Set<String>) -> APIError {
-        guard prefix.isEmpty else { return .invalidRequest("unknown field \"\(prefix + key)\"", param: prefix + key) }
-        let hint = Suggestion.didYouMean(key, among: allowed.sorted())
-        return .invalidRequest("unknown field \"\(key)\"\(hint); accepted: \(allowed.sorted().joined(separator: ", "))",
-                               param: key)
+        let accepted = allowed.sorted().joined(separator: ", ")
+        switch style {
+        case .native where prefix.isEmpty:
+            let hint = Suggestion.didYouMean(key, among: allowed.sorted())
+            return .invalidRequest("unknown field \"\(key)\"\(hint); accepted: \(accepted)", param: key)
+        case .native:
+            return .invalidRequest("unknown field \"\(prefix + key)\"", param: prefix + key)
+        case .openAI:
+            return .invalidRequest("unknown field \"\(prefix + key)\" (accepted: \(accepted))", param: prefix + key,
+                                   code: "unknown_field")
+        }
     }
 
     func mismatch(_ path: String, expected: String, got: JSONValue) -> APIError {
-        .invalidRequest("\"\(path)\" must be \(expected), not \(got.describedType)", param: path)
+        .invalidRequest("\"\(path)\" must be \(expected), not \(name(got))", param: path)
     }
 
     func elementMismatch(_ path: String, index: Int, expected: String, got: JSONValue) -> APIError {
-        .invalidRequest("\"\(path)[\(index)]\" must be \(expected), not \(got.describedType)", param: path)
+        .invalidRequest("\"\(path)[\(index)]\" must be \(expected), not \(name(got))", param: path)
     }
 
     func missing(_ path: String) -> APIError {
@@ -142,44 +162,19 @@ struct RequestWording: FieldWording {
 }
 
 /// The request bodies of the native API.
-typealias RequestFields = FieldReader<RequestWording>
-
-extension FieldReader where Wording == RequestWording {
-    init(body: Data, allowed: Set<String>) throws(APIError) {
-        try self.init(parsing: body, allowed: allowed, wording: RequestWording())
-    }
-}
-
-/// The wording of the tool and Responses routes, as OpenAI's APIs put it: `invalid_json` and `unknown_field` codes,
-/// JSON type names without an article.
-struct ToolRequestWording: FieldWording {
-    func empty() -> APIError? { nil }
-
-    func notJSON(_ parserMessage: String) -> APIError {
-        .invalidRequest("the request body is not valid JSON", code: "invalid_json")
-    }
-
-    func notObject(_ value: JSONValue) -> APIError {
-        .invalidRequest("the request body must be a JSON object, not \(value.typeName)", code: "invalid_json")
-    }
-
-    func unknown(_ key: String, prefix: String, allowed: Set<String>) -> APIError {
-        .invalidRequest("unknown field \"\(prefix + key)\" (accepted: \(allowed.sorted().joined(separator: ", ")))",
-                        param: prefix + key, code: "unknown_field")
-    }
-
-    func mismatch(_ path: String, expected: String, got: JSONValue) -> APIError {
-        .invalidRequest("\"\(path)\" must be \(expected), not \(got.typeName)", param: path)
-    }
-
-    func elementMismatch(_ path: String, index: Int, expected: String, got: JSONValue) -> APIError {
-        .invalidRequest("\"\(path)[\(index)]\" must be \(expected), not \(got.typeName)", param: path)
-    }
-
-    func missing(_ path: String) -> APIError {
-        .invalidRequest("missing required field \"\(path)\"", param: path)
-    }
-}
+typealias RequestFields = FieldReader<APIFieldWording>
 
 /// The bodies of the tool and Responses routes.
-typealias ToolRequestFields = FieldReader<ToolRequestWording>
+typealias ToolRequestFields = FieldReader<APIFieldWording>
+
+extension FieldReader where Wording == APIFieldWording {
+    /// A native API body.
+    init(body: Data, allowed: Set<String>) throws(APIError) {
+        try self.init(parsing: body, allowed: allowed, wording: APIFieldWording(style: .native))
+    }
+
+    /// A body of the tool or Responses routes.
+    init(toolBody: Data, allowed: Set<String>) throws(APIError) {
+        try self.init(parsing: toolBody, allowed: allowed, wording: APIFieldWording(style: .openAI))
+    }
+}

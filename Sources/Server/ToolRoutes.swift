@@ -118,7 +118,7 @@ extension CodeInterpServer {
 
     /// `toolRequestBody` for a body already collected.
     func objectBody(_ data: Data, allowed: Set<String>) throws -> ToolRequestFields {
-        try ToolRequestFields(parsing: data, allowed: allowed, wording: ToolRequestWording())
+        try ToolRequestFields(toolBody: data, allowed: allowed)
     }
 
     // MARK: /mcp (Streamable HTTP)

@@ -56,7 +56,7 @@ struct FieldReaderTests {
 
     @Test func theToolRoutesWordingHasOpenAICodes() throws {
         func tool(_ body: String) throws -> ToolRequestFields {
-            try ToolRequestFields(parsing: Data(body.utf8), allowed: ["call", "conversation_id"], wording: ToolRequestWording())
+            try ToolRequestFields(toolBody: Data(body.utf8), allowed: ["call", "conversation_id"])
         }
         let notJSON = apiError { _ = try tool("{") }
         #expect(notJSON?.message == "the request body is not valid JSON" && notJSON?.code == "invalid_json")
