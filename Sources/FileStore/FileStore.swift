@@ -186,7 +186,7 @@ public final class FileStore: Sendable {
             let record = StoredFile(
                 id: id, name: name, path: path, mimeType: MimeTypes.forFileName(name), sizeBytes: size,
                 sha256: hasher.finalize().lowercaseHex, createdAt: createdAt,
-                expiresAt: retention.map { StoredFile.normalized(createdAt.addingTimeInterval(Self.seconds($0))) },
+                expiresAt: retention.map { StoredFile.normalized(createdAt.addingTimeInterval($0 / .seconds(1))) },
                 sessionId: sessionId, source: source, kind: kind)
             try database.write { db in try record.insert(db) }
             return record
@@ -341,11 +341,6 @@ public final class FileStore: Sendable {
 
     private static func unexpired(at nowMs: Int64) -> SQLExpression {
         StoredFile.Columns.expiresAt == nil || StoredFile.Columns.expiresAt > nowMs
-    }
-
-    static func seconds(_ duration: Duration) -> TimeInterval {
-        let parts = duration.components
-        return TimeInterval(parts.seconds) + TimeInterval(parts.attoseconds) / 1e18
     }
 
     private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {

@@ -76,9 +76,7 @@ extension CodeInterpServer {
         do {
             let result = try await engine.execute(request, output: output)
             healthMonitor.executionRan()
-            let elapsed = ContinuousClock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            metrics.recordExecution(status: result.status, seconds: seconds)
+            metrics.recordExecution(status: result.status, seconds: (ContinuousClock.now - started) / .seconds(1))
             let log = logger
             log.info("execution finished", metadata: [
                 "status": "\(result.status.rawValue)", "wall_ms": "\(result.usage.wallMs)", "cpu_ms": "\(result.usage.cpuMs)",

@@ -22,9 +22,7 @@ final class RateLimiter: Sendable {
         let rate = Double(perMinute) / 60
         return buckets.withLock { all in
             var b = all[key] ?? Bucket(tokens: Double(burst), updated: now)
-            let elapsed = now - b.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            b.tokens = min(Double(burst), b.tokens + seconds * rate)
+            b.tokens = min(Double(burst), b.tokens + (now - b.updated) / .seconds(1) * rate)
             b.updated = now
             defer { all[key] = b }
             if b.tokens >= 1 {
