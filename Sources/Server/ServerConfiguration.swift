@@ -324,6 +324,7 @@ struct ConfigurationWording: FieldWording {
     }
 
     func unknown(_ key: String, prefix: String, allowed: Set<String>) -> ConfigurationError {
+        // Suggested from the keys in their documented order (the first of equally close ones wins), not `allowed`.
         ConfigurationError("\(source): unknown key \"\(prefix + key)\""
             + Suggestion.didYouMean(key, among: ServerConfiguration.keys.map(\.json)))
     }

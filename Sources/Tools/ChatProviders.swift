@@ -92,7 +92,7 @@ public struct ScriptedProvider: ChatProvider {
 
 // MARK: OpenAI-compatible Chat Completions
 
-/// Accumulates a streamed Chat Completions response (SSE `data:` lines): text deltas, and tool-call deltas
+/// Accumulates a streamed Chat Completions response (the data of its events): text deltas, and tool-call deltas
 /// merged by `index`.
 public struct ChatStreamAccumulator: Sendable {
     public private(set) var text = ""
