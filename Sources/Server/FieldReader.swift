@@ -79,7 +79,7 @@ struct FieldReader<Wording: FieldWording> {
     }
 
     func number(_ key: String) throws(Wording.Failure) -> Double? {
-        try read(key, "a number", nullable: true) { $0.numberValue }
+        try read(key, "a number", nullable: true) { $0.doubleValue }
     }
 
     func bool(_ key: String) throws(Wording.Failure) -> Bool? {

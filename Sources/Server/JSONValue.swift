@@ -32,14 +32,6 @@ extension JSONValue {
         default: nil
         }
     }
-
-    var numberValue: Double? {
-        switch self {
-        case .int(let i): Double(i)
-        case .double(let d): d
-        default: nil
-        }
-    }
 }
 
 public struct JSONParseError: Error, Sendable {

@@ -20,9 +20,7 @@ public struct URLSigner: Sendable {
     public static func loadOrCreateSecret(dataDirectory: String) throws -> [UInt8] {
         let path = dataDirectory + "/url-signing-secret"
         if let data = FileManager.default.contents(atPath: path), data.count >= 32 { return Array(data) }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var generator = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
         try writePrivateFile(path: path, bytes: bytes)
         return bytes
     }
