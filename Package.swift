@@ -54,7 +54,9 @@ let package = Package(
         // Models shared by the server side and the worker: requests, results, limits, profiles, wire protocol.
         .target(name: "InterpreterCore"),
         // Sandbox profile -> seccomp BPF through libseccomp (compiled once per profile).
-        .target(name: "Seccomp", dependencies: ["InterpreterCore", "CSeccomp"]),
+        .target(name: "Seccomp", dependencies: [
+            "InterpreterCore", "CSeccomp", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The zygote: single-threaded, embeds libpython, forks one isolated child per execution.
         .executableTarget(
             name: "codeinterp-worker",
@@ -121,7 +123,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "InterpreterCoreTests", dependencies: ["InterpreterCore"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "InterpreterCore"]),
-        .testTarget(name: "FileStoreTests", dependencies: ["FileStore"]),
+        .testTarget(name: "FileStoreTests", dependencies: ["FileStore", "InterpreterCore"]),
         .testTarget(name: "SandboxTests", dependencies: [
             "Sandbox", "FileStore", "InterpreterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import InterpreterCore
 
 #if canImport(Glibc)
 import Glibc
@@ -190,8 +191,8 @@ public final class FileStore: Sendable {
             let createdAt = StoredFile.normalized(Date())
             let record = StoredFile(
                 id: id, name: name, path: path, mimeType: MimeTypes.forFileName(name), sizeBytes: size,
-                sha256: Self.hex(hasher.finalize()), createdAt: createdAt,
-                expiresAt: retention.map { StoredFile.normalized(createdAt.addingTimeInterval(Self.seconds($0))) },
+                sha256: hasher.finalize().lowercaseHex, createdAt: createdAt,
+                expiresAt: retention.map { StoredFile.normalized(createdAt.addingTimeInterval($0 / .seconds(1))) },
                 sessionId: sessionId, source: source, kind: kind)
             try database.write { db in try record.insert(db) }
             return record
@@ -346,21 +347,6 @@ public final class FileStore: Sendable {
 
     private static func unexpired(at nowMs: Int64) -> SQLExpression {
         StoredFile.Columns.expiresAt == nil || StoredFile.Columns.expiresAt > nowMs
-    }
-
-    static func seconds(_ duration: Duration) -> TimeInterval {
-        let parts = duration.components
-        return TimeInterval(parts.seconds) + TimeInterval(parts.attoseconds) / 1e18
-    }
-
-    static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {

@@ -2,7 +2,8 @@
 public struct Limits: Codable, Sendable, Hashable {
     /// Wall-clock seconds before the execution is killed with status `timeout`.
     public var wallSeconds: Double
-    /// CPU seconds (RLIMIT_CPU) across the execution's processes.
+    /// CPU seconds each process of the execution may use (RLIMIT_CPU counts per process: a child it forks
+    /// starts from zero under the same limit; the wall-clock limit bounds the whole execution).
     public var cpuSeconds: Int
     /// Memory the code may add on top of the preloaded interpreter, in bytes.
     public var memoryBytes: Int64

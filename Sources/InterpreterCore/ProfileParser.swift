@@ -12,7 +12,7 @@ enum ProfileParser {
                 if !ProfilePaths.isPath(reference) {
                     let dir = ProfilePaths.dirname(path)
                     let names = ProfilePaths.profileNames(in: dir)
-                    message += ProfileSuggestion.didYouMean(reference, among: names)
+                    message += Suggestion.didYouMean(reference, among: names)
                     if !names.isEmpty { message += "; profiles there: " + names.joined(separator: ", ") }
                 }
                 throw ProfileError(at, message)
@@ -223,7 +223,7 @@ struct Reader {
     func checkKeys(_ members: [JSONMember], allowed: [String], in context: String) throws(ProfileError) {
         for m in members where !allowed.contains(m.key) {
             throw error(m.keyPosition, "unknown key \"\(m.key)\" in \(context)"
-                        + ProfileSuggestion.didYouMean(m.key, among: allowed)
+                        + Suggestion.didYouMean(m.key, among: allowed)
                         + "; allowed: " + allowed.joined(separator: ", "))
         }
     }
@@ -276,7 +276,7 @@ struct Reader {
                         + "(use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS)")
         }
         let all = SeccompAction.allCases.map(\.rawValue)
-        throw error(node.position, "unknown action \"\(s)\"" + ProfileSuggestion.didYouMean(s, among: all)
+        throw error(node.position, "unknown action \"\(s)\"" + Suggestion.didYouMean(s, among: all)
                     + "; actions: " + all.joined(separator: ", "))
     }
 
@@ -312,7 +312,7 @@ struct Reader {
                     let s = try string(a, "an architecture")
                     guard SandboxProfile.knownArchitectures.contains(s) else {
                         throw error(a.position, "unknown architecture \"\(s)\""
-                                    + ProfileSuggestion.didYouMean(s, among: SandboxProfile.knownArchitectures)
+                                    + Suggestion.didYouMean(s, among: SandboxProfile.knownArchitectures)
                                     + "; this machine is \(SandboxProfile.nativeArchitecture)")
                     }
                     if !policy.architectures.contains(s) { policy.architectures.append(s) }
@@ -352,7 +352,7 @@ struct Reader {
                     let s = try string(m.value, "\"architecture\"")
                     guard SandboxProfile.knownArchitectures.contains(s) else {
                         throw error(m.value.position, "unknown architecture \"\(s)\""
-                                    + ProfileSuggestion.didYouMean(s, among: SandboxProfile.knownArchitectures))
+                                    + Suggestion.didYouMean(s, among: SandboxProfile.knownArchitectures))
                     }
                     arch = s
                 } else if !isNull(m.value) {
@@ -360,7 +360,7 @@ struct Reader {
                         let s = try string(a, "an architecture")
                         guard SandboxProfile.knownArchitectures.contains(s) else {
                             throw error(a.position, "unknown architecture \"\(s)\""
-                                        + ProfileSuggestion.didYouMean(s, among: SandboxProfile.knownArchitectures))
+                                        + Suggestion.didYouMean(s, among: SandboxProfile.knownArchitectures))
                         }
                         subs.append(s)
                     }
@@ -482,7 +482,7 @@ struct Reader {
                     guard let o = SeccompOperator(rawValue: s) else {
                         let all = SeccompOperator.allCases.map(\.rawValue)
                         throw error(m.value.position, "unknown operator \"\(s)\""
-                                    + ProfileSuggestion.didYouMean(s, among: all) + "; operators: "
+                                    + Suggestion.didYouMean(s, among: all) + "; operators: "
                                     + all.joined(separator: ", "))
                     }
                     op = o

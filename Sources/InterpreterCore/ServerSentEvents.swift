@@ -42,6 +42,13 @@ public struct ServerSentEvents: Sendable {
         return events
     }
 
+    /// At the end of the stream: the event its last lines started, when the server closed the stream without the
+    /// blank line that would end it. The standard discards such an event; model servers that end on `data: [DONE]`
+    /// alone are common enough that a client does better to take it.
+    public mutating func finish() -> [Event] {
+        feed([UInt8(ascii: "\n"), UInt8(ascii: "\n")])
+    }
+
     private mutating func endLine() -> Event? {
         defer { line = [] }
         guard !line.isEmpty else {

@@ -46,7 +46,7 @@ enum UpstreamHTTP {
         }
         let status = Int(response.status.code)
         guard (200..<300).contains(status) else {
-            let data = (try? await collect(response.body, limit: 1 << 20)) ?? []
+            let data = (try? await ModelServerBody.collect(response.body, limit: 1 << 20)) ?? []
             throw httpError(status: status, body: data, retryAfter: response.headers.first(name: "retry-after"), url: url)
         }
         return response
@@ -67,27 +67,22 @@ enum UpstreamHTTP {
         }
     }
 
-    static func collect(_ body: HTTPClientResponse.Body, limit: Int) async throws -> [UInt8] {
-        var out: [UInt8] = []
-        for try await buffer in body {
-            out.append(contentsOf: buffer.readableBytesView)
-            if out.count > limit { break }
+    /// An answer that is one JSON document (not streamed), up to 32 MiB; `invalid` words the error for one that
+    /// does not parse, given its bytes.
+    static func wholeJSON(_ body: HTTPClientResponse.Body, invalid: ([UInt8]) -> String) async throws -> JSONValue {
+        let data: [UInt8]
+        do { data = try await ModelServerBody.collect(body, limit: 32 << 20) } catch {
+            throw UpstreamError(.disconnected, "the model server's answer broke off: \(error)")
         }
-        return out
+        guard let json = try? JSONValue.parse(Data(data)) else { throw UpstreamError(.badResponse, invalid(data)) }
+        return json
     }
 
-    /// Calls `onLine` with each line of an SSE (or NDJSON) body; a connection that breaks is `.disconnected`.
-    static func lines(_ body: HTTPClientResponse.Body, onLine: (String) async throws -> Bool) async throws {
-        var pending: [UInt8] = []
+    /// Calls `onData` with the data of each Server-Sent Event of `body` until it returns false; a connection that
+    /// breaks is `.disconnected`.
+    static func events(_ body: HTTPClientResponse.Body, onData: (String) async throws -> Bool) async throws {
         do {
-            for try await buffer in body {
-                pending.append(contentsOf: buffer.readableBytesView)
-                while let newline = pending.firstIndex(of: 0x0A) {
-                    let line = String(decoding: pending[..<newline], as: UTF8.self)
-                    pending.removeSubrange(...newline)
-                    if try await !onLine(line.hasSuffix("\r") ? String(line.dropLast()) : line) { return }
-                }
-            }
+            try await ModelServerBody.forEachEvent(in: body) { event in try await onData(event.data) }
         } catch let error as UpstreamError {
             throw error
         } catch is CancellationError {
@@ -95,7 +90,6 @@ enum UpstreamHTTP {
         } catch {
             throw UpstreamError(.disconnected, "the model server's stream broke off: \(error)")
         }
-        if !pending.isEmpty { _ = try await onLine(String(decoding: pending, as: UTF8.self)) }
     }
 
     static func models(_ endpoint: UpstreamEndpoint) async -> [String] {
@@ -103,7 +97,7 @@ enum UpstreamHTTP {
         var request = HTTPClientRequest(url: endpoint.baseURL + "/models")
         if let key = endpoint.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
         guard let response = try? await client.execute(request, timeout: .seconds(5)), response.status == .ok,
-              let data = try? await collect(response.body, limit: 4 << 20),
+              let data = try? await ModelServerBody.collect(response.body, limit: 4 << 20),
               let json = try? JSONValue.parse(Data(data)) else { return [] }
         return (json["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
     }
@@ -159,19 +153,14 @@ public struct ChatCompletionsUpstream: ModelUpstream {
         var state = ChatTurnState()
         let contentType = response.headers.first(name: "content-type") ?? ""
         if contentType.contains("application/json") {
-            let data: [UInt8]
-            do { data = try await UpstreamHTTP.collect(response.body, limit: 32 << 20) } catch {
-                throw UpstreamError(.disconnected, "the model server's answer broke off: \(error)")
-            }
-            guard let json = try? JSONValue.parse(Data(data)) else {
-                throw UpstreamError(.badResponse, "the model server answered with invalid JSON: \(String(decoding: data.prefix(200), as: UTF8.self))")
+            let json = try await UpstreamHTTP.wholeJSON(response.body) { data in
+                "the model server answered with invalid JSON: \(String(decoding: data.prefix(200), as: UTF8.self))"
             }
             for event in try state.feed(chunk: json) { try await onEvent(event) }
             state.done = true
         } else {
-            try await UpstreamHTTP.lines(response.body) { line in
-                guard line.hasPrefix("data:") else { return true }
-                let payload = line.dropFirst(5).trimmingCharacters(in: .whitespaces)
+            try await UpstreamHTTP.events(response.body) { data in
+                let payload = data.trimmingCharacters(in: .whitespacesAndNewlines)
                 if payload == "[DONE]" {
                     state.done = true
                     return false
@@ -284,18 +273,11 @@ public struct ResponsesAPIUpstream: ModelUpstream {
         var state = ResponsesTurnState()
         let contentType = response.headers.first(name: "content-type") ?? ""
         if contentType.contains("application/json") {
-            let data: [UInt8]
-            do { data = try await UpstreamHTTP.collect(response.body, limit: 32 << 20) } catch {
-                throw UpstreamError(.disconnected, "the model server's answer broke off: \(error)")
-            }
-            guard let json = try? JSONValue.parse(Data(data)) else {
-                throw UpstreamError(.badResponse, "the model server answered with invalid JSON")
-            }
+            let json = try await UpstreamHTTP.wholeJSON(response.body) { _ in "the model server answered with invalid JSON" }
             for event in try state.feed(["type": "response.completed", "response": json]) { try await onEvent(event) }
         } else {
-            try await UpstreamHTTP.lines(response.body) { line in
-                guard line.hasPrefix("data:") else { return true }
-                let payload = line.dropFirst(5).trimmingCharacters(in: .whitespaces)
+            try await UpstreamHTTP.events(response.body) { data in
+                let payload = data.trimmingCharacters(in: .whitespacesAndNewlines)
                 guard !payload.isEmpty, payload != "[DONE]" else { return payload != "[DONE]" }
                 guard let event = try? JSONValue.parse(payload) else {
                     throw UpstreamError(.badResponse, "the model server sent an event that is not JSON: \(payload.prefix(200))")

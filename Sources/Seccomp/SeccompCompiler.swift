@@ -1,4 +1,5 @@
 import CSeccomp
+import Crypto
 import InterpreterCore
 
 #if canImport(Glibc)
@@ -17,7 +18,7 @@ public struct CompiledFilter: Sendable, Equatable {
 
     public init(bpf: [UInt8]) {
         self.bpf = bpf
-        self.key = SHA256.hex(bpf)
+        self.key = SHA256.hash(data: bpf).lowercaseHex
         self.instructionCount = bpf.count / 8
     }
 
@@ -290,14 +291,14 @@ public enum SeccompCompiler {
         let archNames = arches.map { archDisplayName($0.name) }.joined(separator: ", ")
         if nr == __NR_SCMP_ERROR {
             throw ProfileError(location, "unknown system call \"\(name)\" on \(archNames)"
-                               + ProfileSuggestion.didYouMean(name, among: knownSyscallNames()))
+                               + Suggestion.didYouMean(name, among: knownSyscallNames()))
         }
         for a in arches.dropFirst() where seccomp_syscall_resolve_name_arch(a.token, name) >= 0 {
             return nr
         }
         throw ProfileError(location, "system call \"\(name)\" does not exist on \(archNames) (it belongs to other "
                            + "architectures: remove it, or add its architecture to \"architectures\")"
-                           + ProfileSuggestion.didYouMean(name, among: knownSyscallNames()))
+                           + Suggestion.didYouMean(name, among: knownSyscallNames()))
     }
 
     static func archDisplayName(_ scmp: String) -> String {

@@ -69,16 +69,8 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         struct Body: Encodable {
             var message: String
             var type: String
-            var param: String?
-            var code: String?
-            func encode(to encoder: any Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(message, forKey: .message)
-                try c.encode(type, forKey: .type)
-                try c.encode(param, forKey: .param)
-                try c.encode(code, forKey: .code)
-            }
-            enum CodingKeys: String, CodingKey { case message, type, param, code }
+            @EncodedAsNull var param: String?
+            @EncodedAsNull var code: String?
         }
         var error: Body
     }

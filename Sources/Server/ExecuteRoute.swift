@@ -16,7 +16,7 @@ extension CodeInterpServer {
     }
 
     func parseExecute(_ data: Data) throws -> ExecuteBody {
-        let fields = try FieldReader(body: data, allowed: ["code", "session_id", "timeout_s", "files"])
+        let fields = try RequestFields(body: data, allowed: ["code", "session_id", "timeout_s", "files"])
         let code = try fields.requiredString("code")
         if code.utf8.count > configuration.maxCodeBytes {
             throw APIError.tooLarge("\"code\" is \(code.utf8.count) bytes; the limit is \(configuration.maxCodeBytes)", param: "code")
@@ -76,9 +76,7 @@ extension CodeInterpServer {
         do {
             let result = try await engine.execute(request, output: output)
             healthMonitor.executionRan()
-            let elapsed = ContinuousClock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            metrics.recordExecution(status: result.status, seconds: seconds)
+            metrics.recordExecution(status: result.status, seconds: (ContinuousClock.now - started) / .seconds(1))
             let log = logger
             log.info("execution finished", metadata: [
                 "status": "\(result.status.rawValue)", "wall_ms": "\(result.usage.wallMs)", "cpu_ms": "\(result.usage.cpuMs)",
@@ -107,10 +105,6 @@ extension CodeInterpServer {
             case failure(APIError)
             case keepAlive
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream; charset=utf-8"
-        headers[.cacheControl] = "no-cache"
-        headers[.init("X-Accel-Buffering")!] = "no"
         let body = ResponseBody { [self] writer in
             let (events, continuation) = AsyncStream<Event>.makeStream()
             let task = Task {
@@ -137,81 +131,39 @@ extension CodeInterpServer {
             var timer: Task<Void, Never>?
             defer { timer?.cancel() }
             // A client that goes away cancels the execution (the engine kills it).
-            try await withTaskCancellationHandler {
-                do {
-                    try await writer.write(ByteBuffer(string: ": execution accepted\n\n"))
-                    var output = OutputCoalescer()
-                    for await event in events {
-                        switch event {
-                        case .output(let kind, let bytes):
-                            try await writer.writeIfAny(Self.sse(output.append(kind, bytes, at: .now)))
-                        case .partialLineDue:
-                            timer = nil
-                            try await writer.writeIfAny(Self.sse(output.flushDue(at: .now)))
-                        case .result(let result):
-                            var buffer = Self.sse(output.finish())
-                            for display in result.displays { buffer.writeImmutableBuffer(Self.sse("display", display)) }
-                            for file in result.files { buffer.writeImmutableBuffer(Self.sse("file", file)) }
-                            buffer.writeImmutableBuffer(Self.sse("result", result))
-                            try await writer.write(buffer)
-                        case .failure(let error):
-                            var buffer = Self.sse(output.finish())
-                            buffer.writeString("event: error\ndata: \(String(decoding: error.jsonBody, as: UTF8.self))\n\n")
-                            try await writer.write(buffer)
-                        case .keepAlive:
-                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                        }
-                        if timer == nil, let deadline = output.deadline {
-                            timer = Task {
-                                try? await Task.sleep(until: deadline, clock: .continuous)
-                                continuation.yield(.partialLineDue)
-                            }
+            try await Self.writeEvents(cancelling: task) {
+                try await writer.write(ByteBuffer(string: ": execution accepted\n\n"))
+                var output = OutputCoalescer()
+                for await event in events {
+                    switch event {
+                    case .output(let kind, let bytes):
+                        try await writer.writeIfAny(Self.sse(output.append(kind, bytes, at: .now)))
+                    case .partialLineDue:
+                        timer = nil
+                        try await writer.writeIfAny(Self.sse(output.flushDue(at: .now)))
+                    case .result(let result):
+                        var buffer = Self.sse(output.finish())
+                        for display in result.displays { buffer.writeImmutableBuffer(Self.sse("display", display)) }
+                        for file in result.files { buffer.writeImmutableBuffer(Self.sse("file", file)) }
+                        buffer.writeImmutableBuffer(Self.sse("result", result))
+                        try await writer.write(buffer)
+                    case .failure(let error):
+                        var buffer = Self.sse(output.finish())
+                        buffer.writeString("event: error\ndata: \(String(decoding: error.jsonBody, as: UTF8.self))\n\n")
+                        try await writer.write(buffer)
+                    case .keepAlive:
+                        try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    }
+                    if timer == nil, let deadline = output.deadline {
+                        timer = Task {
+                            try? await Task.sleep(until: deadline, clock: .continuous)
+                            continuation.yield(.partialLineDue)
                         }
                     }
-                } catch {
-                    task.cancel()
-                    throw error
                 }
-            } onCancel: {
-                task.cancel()
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: headers, body: body)
+        return Response(status: .ok, headers: Self.eventStreamHeaders, body: body)
     }
-
-    /// `stdout`/`stderr` events for the chunks, in one buffer (empty for none).
-    static func sse(_ chunks: [OutputCoalescer.Chunk]) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        for chunk in chunks {
-            buffer.writeImmutableBuffer(sse(chunk.kind == .stdout ? "stdout" : "stderr", TextEvent(text: chunk.text)))
-        }
-        return buffer
-    }
-
-    struct TextEvent: Encodable { var text: String }
-
-    static func sse<T: Encodable>(_ event: String, _ value: T) -> ByteBuffer {
-        let data = (try? JSONCoding.encoder.encode(value)) ?? Data("null".utf8)
-        // JSON has no raw newlines, so one data line carries the whole object.
-        var buffer = ByteBuffer(string: "event: \(event)\ndata: ")
-        buffer.writeBytes(data)
-        buffer.writeString("\n\n")
-        return buffer
-    }
-}
-
-extension ResponseBodyWriter {
-    /// Writes the buffer unless it is empty (an empty chunk would end a chunked body).
-    mutating func writeIfAny(_ buffer: ByteBuffer) async throws {
-        if buffer.readableBytes > 0 { try await write(buffer) }
-    }
-}
-
-/// A place in the execution gate, given back when the last holder (the handler, or the streaming body and its
-/// task) lets go of it, even if a response body is never written.
-final class GateTicket: Sendable {
-    let gate: ExecutionGate
-    init(_ gate: ExecutionGate) { self.gate = gate }
-    deinit { gate.leave() }
 }

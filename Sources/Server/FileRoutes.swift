@@ -16,7 +16,7 @@ struct FileObject: Encodable {
     // OpenAI's keys
     var bytes: Int64
     var created_at: Int
-    var expires_at: Int?
+    @EncodedAsNull var expires_at: Int?
     var filename: String
     var purpose: String
     var status = "processed"
@@ -26,7 +26,7 @@ struct FileObject: Encodable {
     var mime_type: String
     var size_bytes: Int64
     var sha256: String
-    var session_id: String?
+    @EncodedAsNull var session_id: String?
     var source: String
     var kind: String
     var url: String
@@ -47,32 +47,6 @@ struct FileObject: Encodable {
         source = f.source
         kind = f.kind
         self.url = url
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, object, bytes, created_at, expires_at, filename, purpose, status, name, path, mime_type, size_bytes,
-             sha256, session_id, source, kind, url
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(object, forKey: .object)
-        try c.encode(bytes, forKey: .bytes)
-        try c.encode(created_at, forKey: .created_at)
-        try c.encode(expires_at, forKey: .expires_at)
-        try c.encode(filename, forKey: .filename)
-        try c.encode(purpose, forKey: .purpose)
-        try c.encode(status, forKey: .status)
-        try c.encode(name, forKey: .name)
-        try c.encode(path, forKey: .path)
-        try c.encode(mime_type, forKey: .mime_type)
-        try c.encode(size_bytes, forKey: .size_bytes)
-        try c.encode(sha256, forKey: .sha256)
-        try c.encode(session_id, forKey: .session_id)
-        try c.encode(source, forKey: .source)
-        try c.encode(kind, forKey: .kind)
-        try c.encode(url, forKey: .url)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
@@ -15,23 +16,18 @@ public enum LocalSocket {
 
     public static func path(dataDirectory: String) -> String { dataDirectory + "/" + fileName }
 
-    /// A socket path must fit `sockaddr_un.sun_path` (108 bytes with its NUL).
-    public static func fits(_ path: String) -> Bool { path.utf8.count < 108 }
+    /// Whether `path` can be a socket address: NIO's rule, which the bind (Hummingbird's `.unixDomainSocket`)
+    /// applies, at most 103 bytes (what fits `sun_path` on every platform NIO supports).
+    public static func fits(_ path: String) -> Bool { (try? SocketAddress(unixDomainSocketPath: path)) != nil }
 
-    /// Whether a server accepts connections on `path` now.
+    /// Whether a server accepts connections on `path` now. A blocking `connect(2)` to NIO's address: the CLI asks
+    /// this once, synchronously, before it starts anything, where a NIO client would first need an event loop.
     public static func isLive(_ path: String) -> Bool {
-        guard fits(path) else { return false }
+        guard let address = try? SocketAddress(unixDomainSocketPath: path) else { return false }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        } == 0
+        return address.withSockAddr { connect(fd, $0, socklen_t($1)) } == 0
     }
 }
 

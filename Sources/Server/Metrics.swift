@@ -4,6 +4,13 @@ import Sandbox
 import Synchronization
 
 /// Counters and a latency histogram, rendered in the Prometheus text format (version 0.0.4) by `/metrics`.
+///
+/// Written here rather than with swift-metrics + swift-prometheus and Hummingbird's `MetricsMiddleware` (checked
+/// against swift-prometheus 2.4.1 and Hummingbird 2.28.1): the middleware records its own names (`hb.requests`,
+/// `http.server.request.duration`, dimension `http.route`...) where `/metrics` has `codeinterp_http_requests_total`
+/// with `method`, `route` and `status`; swift-prometheus writes every gauge as a Double
+/// (`codeinterp_executions_in_flight 1.0`), which changes what scrapers and the tests read; and most gauges here
+/// are read from the engine when scraped, which a registry would need copied into it before every render.
 final class ServerMetrics: Sendable {
     static let latencyBuckets: [Double] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
@@ -61,13 +68,25 @@ final class ServerMetrics: Sendable {
         func header(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
         }
+        /// A metric of one sample.
+        func single(_ name: String, _ type: String, _ help: String, _ value: some Numeric) {
+            header(name, type, help)
+            out += "\(name) \(value)\n"
+        }
+        /// A pool's waiting children and how its takes were served (from the pool, or forked on demand).
+        func pool(_ p: WarmPoolStatistics, idle: String, idleHelp: String, takes: String, takesHelp: String) {
+            single(idle, "gauge", idleHelp, p.idle)
+            header(takes, "counter", takesHelp)
+            out += "\(takes){source=\"pool\"} \(p.hits)\n"
+            out += "\(takes){source=\"on_demand\"} \(p.misses)\n"
+        }
         header("codeinterp_executions_total", "counter", "Executions finished, by result status (failed: the sandbox itself failed).")
         let statuses = ExecutionStatus.allCases.map(\.rawValue) + ["failed"]
         for status in statuses {
             out += "codeinterp_executions_total{status=\"\(status)\"} \(s.executions[status] ?? 0)\n"
         }
-        header("codeinterp_executions_rejected_total", "counter", "Executions refused because the queue was full.")
-        out += "codeinterp_executions_rejected_total \(s.rejectedExecutions)\n"
+        single("codeinterp_executions_rejected_total", "counter", "Executions refused because the queue was full.",
+               s.rejectedExecutions)
         header("codeinterp_execution_duration_seconds", "histogram", "Wall-clock time of executions as the server saw them.")
         for (i, bound) in Self.latencyBuckets.enumerated() {
             out += "codeinterp_execution_duration_seconds_bucket{le=\"\(bound)\"} \(s.latencyCounts[i])\n"
@@ -75,41 +94,33 @@ final class ServerMetrics: Sendable {
         out += "codeinterp_execution_duration_seconds_bucket{le=\"+Inf\"} \(s.latencyCount)\n"
         out += "codeinterp_execution_duration_seconds_sum \(s.latencySum)\n"
         out += "codeinterp_execution_duration_seconds_count \(s.latencyCount)\n"
-        header("codeinterp_blocked_syscalls_total", "counter", "Executions ended by a forbidden system call.")
-        out += "codeinterp_blocked_syscalls_total \(s.blockedSyscalls)\n"
-        header("codeinterp_executions_in_flight", "gauge", "Executions accepted by this server and not finished.")
-        out += "codeinterp_executions_in_flight \(g.executionsInFlight)\n"
-        header("codeinterp_pool_slots", "gauge", "Executions the engine may run at once.")
-        out += "codeinterp_pool_slots \(g.slots)\n"
+        single("codeinterp_blocked_syscalls_total", "counter", "Executions ended by a forbidden system call.", s.blockedSyscalls)
+        single("codeinterp_executions_in_flight", "gauge", "Executions accepted by this server and not finished.",
+               g.executionsInFlight)
+        single("codeinterp_pool_slots", "gauge", "Executions the engine may run at once.", g.slots)
         if let live = g.liveInterpreters {
-            header("codeinterp_live_interpreters", "gauge", "Session interpreters alive in the zygote.")
-            out += "codeinterp_live_interpreters \(live)\n"
+            single("codeinterp_live_interpreters", "gauge", "Session interpreters alive in the zygote.", live)
         }
         if let active = g.activeSessions {
-            header("codeinterp_active_sessions", "gauge", "Sessions (containers) that have not expired.")
-            out += "codeinterp_active_sessions \(active)\n"
+            single("codeinterp_active_sessions", "gauge", "Sessions (containers) that have not expired.", active)
         }
         if let bytes = g.storedBytes {
-            header("codeinterp_stored_bytes", "gauge", "Bytes held by stored files.")
-            out += "codeinterp_stored_bytes \(bytes)\n"
+            single("codeinterp_stored_bytes", "gauge", "Bytes held by stored files.", bytes)
         }
         if let p = g.warmPool {
-            header("codeinterp_warm_children", "gauge", "Stateless children forked and isolated ahead of demand, waiting.")
-            out += "codeinterp_warm_children \(p.idle)\n"
-            header("codeinterp_warm_pool_takes_total", "counter", "Stateless executions by how they got their child: warm from the pool, or forked on demand.")
-            out += "codeinterp_warm_pool_takes_total{source=\"pool\"} \(p.hits)\n"
-            out += "codeinterp_warm_pool_takes_total{source=\"on_demand\"} \(p.misses)\n"
-            header("codeinterp_warm_pool_spawned_total", "counter", "Children forked ahead of demand.")
-            out += "codeinterp_warm_pool_spawned_total \(p.spawned)\n"
-            header("codeinterp_warm_pool_refill_failures_total", "counter", "Refills that could not fork a child (no free slot, the worker refused or died).")
-            out += "codeinterp_warm_pool_refill_failures_total \(p.refillFailures)\n"
+            pool(p, idle: "codeinterp_warm_children",
+                 idleHelp: "Stateless children forked and isolated ahead of demand, waiting.",
+                 takes: "codeinterp_warm_pool_takes_total",
+                 takesHelp: "Stateless executions by how they got their child: warm from the pool, or forked on demand.")
+            single("codeinterp_warm_pool_spawned_total", "counter", "Children forked ahead of demand.", p.spawned)
+            single("codeinterp_warm_pool_refill_failures_total", "counter",
+                   "Refills that could not fork a child (no free slot, the worker refused or died).", p.refillFailures)
         }
         if let p = g.sessionPool {
-            header("codeinterp_spare_interpreters", "gauge", "Session interpreters forked and isolated ahead of demand, waiting for a new session.")
-            out += "codeinterp_spare_interpreters \(p.idle)\n"
-            header("codeinterp_session_interpreter_starts_total", "counter", "New session interpreters by how they started: a spare from the pool, or forked on demand.")
-            out += "codeinterp_session_interpreter_starts_total{source=\"pool\"} \(p.hits)\n"
-            out += "codeinterp_session_interpreter_starts_total{source=\"on_demand\"} \(p.misses)\n"
+            pool(p, idle: "codeinterp_spare_interpreters",
+                 idleHelp: "Session interpreters forked and isolated ahead of demand, waiting for a new session.",
+                 takes: "codeinterp_session_interpreter_starts_total",
+                 takesHelp: "New session interpreters by how they started: a spare from the pool, or forked on demand.")
         }
         header("codeinterp_http_requests_total", "counter", "HTTP requests by method, route and status.")
         for (key, n) in s.requests.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {

@@ -22,9 +22,7 @@ final class RateLimiter: Sendable {
         let rate = Double(perMinute) / 60
         return buckets.withLock { all in
             var b = all[key] ?? Bucket(tokens: Double(burst), updated: now)
-            let elapsed = now - b.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            b.tokens = min(Double(burst), b.tokens + seconds * rate)
+            b.tokens = min(Double(burst), b.tokens + (now - b.updated) / .seconds(1) * rate)
             b.updated = now
             defer { all[key] = b }
             if b.tokens >= 1 {
@@ -34,29 +32,4 @@ final class RateLimiter: Sendable {
             return Int(((1 - b.tokens) / rate).rounded(.up))
         }
     }
-}
-
-/// Bounds the executions this server has accepted: `running` may run, `queued` more may wait; beyond that a
-/// request is refused at once (429) instead of piling up behind the engine's slots.
-final class ExecutionGate: Sendable {
-    private let count = Mutex(0)
-    let capacity: Int
-
-    init(running: Int, queued: Int) {
-        capacity = max(1, running) + max(0, queued)
-    }
-
-    func tryEnter() -> Bool {
-        count.withLock { n in
-            guard n < capacity else { return false }
-            n += 1
-            return true
-        }
-    }
-
-    func leave() {
-        count.withLock { $0 -= 1 }
-    }
-
-    var inFlight: Int { count.withLock { $0 } }
 }

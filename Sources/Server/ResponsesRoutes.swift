@@ -240,8 +240,7 @@ extension CodeInterpServer {
 
     func createConversation(_ request: Request) async throws -> Response {
         let data = try await jsonBody(request, allowEmpty: true)
-        var body: [String: JSONValue] = [:]
-        if !data.isEmpty { body = try objectBody(data, allowed: ["items", "metadata"]) }
+        let body = data.isEmpty ? [:] : try objectBody(data, allowed: ["items", "metadata"]).object
         let items = try Self.items(body["items"], param: "items")
         let metadata = try Self.metadata(body["metadata"])
         return toolJSON(try responses { try $0.createConversation(items: items, metadata: metadata) }.json)
@@ -278,12 +277,8 @@ extension CodeInterpServer {
 
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let start = StartSignal()
-        let sink = EventSink(send: { type, event in
-            var frame = ByteBuffer(string: "event: \(type)\ndata: ")
-            frame.writeString(event.serialized())
-            frame.writeString("\n\n")
-            continuation.yield(frame)
-        }, started: { start.resolve(nil) })
+        let sink = EventSink(send: { type, event in continuation.yield(Self.sse(type, event)) },
+                             started: { start.resolve(nil) })
         // While the code runs nothing else is written: a comment every second finds a client that went away
         // (the write fails), and keeps proxies from closing an idle stream. SSE clients skip comments.
         let heartbeat = Task {
@@ -305,24 +300,13 @@ extension CodeInterpServer {
             continuation.finish()
         }
         if let error = await start.wait() { throw error }
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream; charset=utf-8"
-        headers[.cacheControl] = "no-cache"
-        headers[.init("X-Accel-Buffering")!] = "no"
         let responseBody = ResponseBody { writer in
             // A client that goes away cancels the loop (and the code it runs).
-            try await withTaskCancellationHandler {
-                do {
-                    for await frame in frames { try await writer.write(frame) }
-                } catch {
-                    task.cancel()
-                    throw error
-                }
-            } onCancel: {
-                task.cancel()
+            try await Self.writeEvents(cancelling: task) {
+                for await frame in frames { try await writer.write(frame) }
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: headers, body: responseBody)
+        return Response(status: .ok, headers: Self.eventStreamHeaders, body: responseBody)
     }
 }

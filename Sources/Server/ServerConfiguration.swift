@@ -28,8 +28,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var rateLimitBurst = 100
     /// How long a signed file URL stays valid, in seconds.
     public var signedURLTTLSeconds = 3_600
-    /// How long stored files are kept, in seconds. NOT APPLIED YET: the engine keeps files for
-    /// `FileStore.defaultRetention` (24 h) and has no setting to pass this to.
+    /// How long stored files (outputs, figures, uploads) are kept, in seconds; the engine's `fileRetentionSeconds`.
     public var fileRetentionSeconds = 86_400
     /// Sessions (containers) expire after this many idle seconds unless created with their own timeout.
     public var sessionIdleTimeoutSeconds = 1_200
@@ -143,23 +142,9 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     /// Applies a JSON config file. Unknown keys and wrongly typed values are errors naming the key.
     public mutating func apply(json data: Data, source: String) throws {
-        let value: JSONValue
-        do {
-            value = try JSONValue.parseDocument(data)
-        } catch {
-            throw ConfigurationError("\(source): not valid JSON (\(error.message))")
-        }
-        guard case .object(let dict) = value else {
-            throw ConfigurationError("\(source): the configuration must be a JSON object, not \(value.describedType)")
-        }
-        let known = Set(Self.keys.map(\.json))
-        for key in dict.keys.sorted() where !known.contains(key) {
-            let hint = Self.closest(to: key, in: Self.keys.map(\.json)).map { " (did you mean \"\($0)\"?)" } ?? ""
-            throw ConfigurationError("\(source): unknown key \"\(key)\"\(hint)")
-        }
-        for key in dict.keys.sorted() {
-            try set(key: key, value: dict[key]!, source: "\(source): \"\(key)\"")
-        }
+        let fields = try FieldReader(parsing: data, allowed: Set(Self.keys.map(\.json)),
+                                     wording: ConfigurationWording(source: source, namesKey: true))
+        for key in fields.object.keys.sorted() { try set(key, from: fields) }
     }
 
     /// Applies `CODEINTERP_*` variables that are set and not empty.
@@ -180,7 +165,7 @@ public struct ServerConfiguration: Sendable, Equatable {
                 }
                 value = .int(n)
             }
-            try set(key: json, value: value, source: env)
+            try set(json, from: FieldReader(object: [json: value], wording: ConfigurationWording(source: env, namesKey: false)))
         }
     }
 
@@ -202,26 +187,21 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let v = o.upstreamModel { upstreamModel = v }
     }
 
-    private mutating func set(key: String, value: JSONValue, source: String) throws {
+    /// Sets `key` from the reader's value; a required setting given as `null` is a mismatch.
+    private mutating func set(_ key: String, from fields: FieldReader<ConfigurationWording>) throws {
         func int() throws -> Int {
-            guard let i = value.intValue else { throw ConfigurationError("\(source): expected an integer, not \(value.describedType)") }
+            guard let i = try fields.int(key, nullable: false) else { throw fields.wording.missing(key) }
             return i
         }
         func string() throws -> String {
-            guard let s = value.stringValue else { throw ConfigurationError("\(source): expected a string, not \(value.describedType)") }
+            guard let s = try fields.string(key, nullable: false) else { throw fields.wording.missing(key) }
             return s
         }
         func strings() throws -> [String] {
-            if let s = value.stringValue { return [s] }
-            guard case .array(let items) = value else {
-                throw ConfigurationError("\(source): expected an array of strings, not \(value.describedType)")
-            }
-            return try items.map { item in
-                guard let s = item.stringValue else { throw ConfigurationError("\(source): expected an array of strings") }
-                return s
-            }
+            guard let s = try fields.strings(key, nullable: false, acceptingOne: true) else { throw fields.wording.missing(key) }
+            return s
         }
-        let isNull = value == .null
+        let isNull = fields[key] == .null
         switch key {
         case "host": host = try string()
         case "port": port = try int()
@@ -250,7 +230,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "upstream_script": upstreamScript = isNull ? nil : try string()
         case "upstream_model": upstreamModel = isNull ? nil : try string()
         case "web_dir": webDirectory = isNull ? nil : try string()
-        default: throw ConfigurationError("\(source): unknown key")
+        default: throw ConfigurationError("\(fields.wording.at(key)): unknown key")
         }
     }
 
@@ -322,25 +302,42 @@ public struct ServerConfiguration: Sendable, Equatable {
         let h = host.contains(":") ? "[\(host)]" : (host == "0.0.0.0" ? "127.0.0.1" : host)
         return "http://\(h):\(boundPort)"
     }
+}
 
-    /// The known name within edit distance 3 of `key`, if any.
-    static func closest(to key: String, in names: [String]) -> String? {
-        func distance(_ a: [Character], _ b: [Character]) -> Int {
-            var row = Array(0...b.count)
-            for i in 1...max(a.count, 1) where !a.isEmpty {
-                var previous = row[0]
-                row[0] = i
-                for j in 1...max(b.count, 1) where !b.isEmpty {
-                    let old = row[j]
-                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                    previous = old
-                }
-            }
-            return row[b.count]
-        }
-        let k = Array(key.lowercased())
-        return names.map { ($0, distance(k, Array($0))) }.filter { $0.1 <= 3 }.min { $0.1 < $1.1 }?.0
+/// The configuration's wording: the file (and key) or the environment variable first, as an operator reads it.
+struct ConfigurationWording: FieldWording {
+    /// The config file's path or the variable's name.
+    let source: String
+    /// Whether messages name the key after the source (a file has many; a variable is one setting).
+    let namesKey: Bool
+
+    func at(_ path: String) -> String { namesKey ? "\(source): \"\(path)\"" : source }
+
+    func empty() -> ConfigurationError? { nil }
+
+    func notJSON(_ parserMessage: String) -> ConfigurationError {
+        ConfigurationError("\(source): not valid JSON (\(parserMessage))")
     }
+
+    func notObject(_ value: JSONValue) -> ConfigurationError {
+        ConfigurationError("\(source): the configuration must be a JSON object, not \(value.describedType)")
+    }
+
+    func unknown(_ key: String, prefix: String, allowed: Set<String>) -> ConfigurationError {
+        // Suggested from the keys in their documented order (the first of equally close ones wins), not `allowed`.
+        ConfigurationError("\(source): unknown key \"\(prefix + key)\""
+            + Suggestion.didYouMean(key, among: ServerConfiguration.keys.map(\.json)))
+    }
+
+    func mismatch(_ path: String, expected: String, got: JSONValue) -> ConfigurationError {
+        ConfigurationError("\(at(path)): expected \(expected), not \(got.describedType)")
+    }
+
+    func elementMismatch(_ path: String, index: Int, expected: String, got: JSONValue) -> ConfigurationError {
+        ConfigurationError("\(at(path)): expected an array of strings")
+    }
+
+    func missing(_ path: String) -> ConfigurationError { ConfigurationError("\(at(path)): missing") }
 }
 
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {

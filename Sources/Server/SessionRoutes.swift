@@ -9,7 +9,7 @@ import Sandbox
 struct SessionObject: Encodable {
     var id: String
     var object = "session"
-    var name: String?
+    @EncodedAsNull var name: String?
     var profile: String
     var created_at: Int
     var last_active_at: Int
@@ -26,23 +26,6 @@ struct SessionObject: Encodable {
         expires_at = Int(s.expiresAt.timeIntervalSince1970)
         idle_timeout_s = s.idleTimeoutSeconds
         execution_count = s.executionCount
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, object, name, profile, created_at, last_active_at, expires_at, idle_timeout_s, execution_count
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(object, forKey: .object)
-        try c.encode(name, forKey: .name)
-        try c.encode(profile, forKey: .profile)
-        try c.encode(created_at, forKey: .created_at)
-        try c.encode(last_active_at, forKey: .last_active_at)
-        try c.encode(expires_at, forKey: .expires_at)
-        try c.encode(idle_timeout_s, forKey: .idle_timeout_s)
-        try c.encode(execution_count, forKey: .execution_count)
     }
 }
 
@@ -95,20 +78,9 @@ struct ContainerFileObject: Encodable {
 struct ListObject<Item: Encodable>: Encodable {
     var object = "list"
     var data: [Item]
-    var first_id: String?
-    var last_id: String?
+    @EncodedAsNull var first_id: String?
+    @EncodedAsNull var last_id: String?
     var has_more: Bool
-
-    enum CodingKeys: String, CodingKey { case object, data, first_id, last_id, has_more }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(object, forKey: .object)
-        try c.encode(data, forKey: .data)
-        try c.encode(first_id, forKey: .first_id)
-        try c.encode(last_id, forKey: .last_id)
-        try c.encode(has_more, forKey: .has_more)
-    }
 }
 
 struct Page<Item> {
@@ -186,7 +158,7 @@ extension CodeInterpServer {
         let data = try await jsonBody(request, allowEmpty: true)
         var options = SessionOptions()
         if !data.isEmpty {
-            let fields = try FieldReader(body: data, allowed: ["name", "idle_timeout_s", "file_ids"])
+            let fields = try RequestFields(body: data, allowed: ["name", "idle_timeout_s", "file_ids"])
             options.name = try fields.string("name")
             if let idle = try fields.int("idle_timeout_s") {
                 guard idle > 0 else { throw APIError.invalidRequest("\"idle_timeout_s\" must be a positive number of seconds", param: "idle_timeout_s") }
@@ -225,7 +197,7 @@ extension CodeInterpServer {
         if contentType.lowercased().hasPrefix("multipart/") {
             throw APIError.invalidRequest("multipart body without a boundary parameter", param: "file")
         }
-        let fields = try FieldReader(body: try await jsonBody(request), allowed: ["file_id"])
+        let fields = try RequestFields(body: try await jsonBody(request), allowed: ["file_id"])
         let fileId = try fields.requiredString("file_id")
         guard try engine.store.file(id: fileId) != nil else { throw APIError.notFound("file", id: fileId, param: "file_id") }
         return try engine.addSessionFile(sessionId: session.id, fileId: fileId)
@@ -255,7 +227,7 @@ extension CodeInterpServer {
     }
 
     func createContainer(_ request: Request) async throws -> Response {
-        let fields = try FieldReader(body: try await jsonBody(request),
+        let fields = try RequestFields(body: try await jsonBody(request),
                                      allowed: ["name", "file_ids", "expires_after", "memory_limit", "network_policy", "skills"])
         var options = SessionOptions()
         options.name = try fields.requiredString("name")

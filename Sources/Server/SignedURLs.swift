@@ -1,5 +1,6 @@
 @preconcurrency import Crypto
 import Foundation
+import InterpreterCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,16 +20,17 @@ public struct URLSigner: Sendable {
     public static func loadOrCreateSecret(dataDirectory: String) throws -> [UInt8] {
         let path = dataDirectory + "/url-signing-secret"
         if let data = FileManager.default.contents(atPath: path), data.count >= 32 { return Array(data) }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var generator = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
         try writePrivateFile(path: path, bytes: bytes)
         return bytes
     }
 
     public func signature(fileId: String, expires: Int) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array("\(fileId.lowercased())\n\(expires)".utf8), using: key)
-        return mac.map { String(format: "%02x", $0) }.joined()
+        HMAC<SHA256>.authenticationCode(for: Self.signed(fileId: fileId, expires: expires), using: key).lowercaseHex
+    }
+
+    private static func signed(fileId: String, expires: Int) -> [UInt8] {
+        Array("\(fileId.lowercased())\n\(expires)".utf8)
     }
 
     /// `?expires=...&sig=...` for a file, valid for `ttlSeconds` from `now`.
@@ -40,14 +42,10 @@ public struct URLSigner: Sendable {
     public enum Verdict: Equatable, Sendable { case valid, expired, invalid }
 
     public func verify(fileId: String, expires: String?, sig: String?, now: Date = Date()) -> Verdict {
-        guard let expires, let e = Int(expires), let sig else { return .invalid }
-        let expected = signature(fileId: fileId, expires: e)
-        // Constant-time comparison.
-        let a = Array(expected.utf8), b = Array(sig.lowercased().utf8)
-        guard a.count == b.count else { return .invalid }
-        var diff: UInt8 = 0
-        for i in a.indices { diff |= a[i] ^ b[i] }
-        guard diff == 0 else { return .invalid }
+        guard let expires, let e = Int(expires), let sig, let mac = [UInt8](hex: sig),
+              HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Self.signed(fileId: fileId, expires: e),
+                                                     using: key)  // constant time
+        else { return .invalid }
         return e >= Int(now.timeIntervalSince1970) ? .valid : .expired
     }
 }

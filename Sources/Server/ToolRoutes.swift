@@ -65,7 +65,7 @@ extension CodeInterpServer {
             throw APIError.invalidRequest("missing \"call\": the model's tool call as it came (a Chat Completions "
                 + "tool_calls[] entry, a Responses function_call item or an Anthropic tool_use block)", param: "call")
         }
-        let conversationId = try optionalString(body, "conversation_id")
+        let conversationId = try body.nonEmptyString("conversation_id")
         let parsed: ToolCall
         do {
             parsed = try ToolCall.parse(call)
@@ -87,8 +87,8 @@ extension CodeInterpServer {
         guard case .string(let text)? = body["text"] else {
             throw APIError.invalidRequest("\"text\" must be the model's answer as a string", param: "text")
         }
-        let conversationId = try optionalString(body, "conversation_id")
-        let sessionId = try optionalString(body, "session_id")
+        let conversationId = try body.nonEmptyString("conversation_id")
+        let sessionId = try body.nonEmptyString("session_id")
         let tool = try pythonTool()
         let resolved: ResolvedText
         switch (conversationId, sessionId) {
@@ -112,35 +112,13 @@ extension CodeInterpServer {
     }
 
     /// A JSON object body whose keys are all in `allowed` (an unknown one is a 400 that names it).
-    func toolRequestBody(_ request: Request, allowed: Set<String>) async throws -> [String: JSONValue] {
+    func toolRequestBody(_ request: Request, allowed: Set<String>) async throws -> ToolRequestFields {
         try objectBody(try await jsonBody(request), allowed: allowed)
     }
 
     /// `toolRequestBody` for a body already collected.
-    func objectBody(_ data: Data, allowed: Set<String>) throws -> [String: JSONValue] {
-        let value: JSONValue
-        do {
-            value = try JSONValue.parse(data)
-        } catch {
-            throw APIError.invalidRequest("the request body is not valid JSON", code: "invalid_json")
-        }
-        guard let object = value.objectValue else {
-            throw APIError.invalidRequest("the request body must be a JSON object, not \(value.typeName)", code: "invalid_json")
-        }
-        if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw APIError.invalidRequest("unknown field \"\(unknown)\" (accepted: \(allowed.sorted().joined(separator: ", ")))",
-                                          param: unknown, code: "unknown_field")
-        }
-        return object
-    }
-
-    func optionalString(_ object: [String: JSONValue], _ key: String) throws -> String? {
-        switch object[key] {
-        case nil, .null?: return nil
-        case .string(let s)? where !s.isEmpty: return s
-        case let other?:
-            throw APIError.invalidRequest("\"\(key)\" must be a non-empty string, not \(other.typeName)", param: key)
-        }
+    func objectBody(_ data: Data, allowed: Set<String>) throws -> ToolRequestFields {
+        try ToolRequestFields(toolBody: data, allowed: allowed)
     }
 
     // MARK: /mcp (Streamable HTTP)

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import InterpreterCore
 import NIOCore
 
 /// The page at `/`: a chat and a notebook over this API, as plain HTML, CSS and JavaScript modules
@@ -62,7 +63,7 @@ struct WebAssets: Sendable {
             guard let builtIn = Self.builtIn[name] else { return nil }
             bytes = builtIn
         }
-        let digest = SHA256.hash(data: bytes).prefix(12).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: bytes).prefix(12).lowercaseHex
         return Asset(bytes: bytes, contentType: type, etag: "\"\(digest)\"")
     }
 }

@@ -92,7 +92,7 @@ public struct ScriptedProvider: ChatProvider {
 
 // MARK: OpenAI-compatible Chat Completions
 
-/// Accumulates a streamed Chat Completions response (SSE `data:` lines): text deltas, and tool-call deltas
+/// Accumulates a streamed Chat Completions response (the data of its events): text deltas, and tool-call deltas
 /// merged by `index`.
 public struct ChatStreamAccumulator: Sendable {
     public private(set) var text = ""
@@ -106,7 +106,12 @@ public struct ChatStreamAccumulator: Sendable {
     public mutating func feed(line rawLine: String) throws -> String? {
         let line = rawLine.hasSuffix("\r") ? String(rawLine.dropLast()) : rawLine
         guard line.hasPrefix("data:") else { return nil }
-        let payload = line.dropFirst(5).trimmingCharacters(in: .whitespaces)
+        return try feed(data: String(line.dropFirst(5)))
+    }
+
+    /// Feeds the data of one event (a chunk object, or `[DONE]`); returns the text delta it carried, if any.
+    public mutating func feed(data: String) throws -> String? {
+        let payload = data.trimmingCharacters(in: .whitespacesAndNewlines)
         if payload == "[DONE]" {
             done = true
             return nil
@@ -205,30 +210,22 @@ public struct OpenAIChatProvider: ChatProvider {
                 continue
             }
             guard (200..<300).contains(status) else {
-                let data = try await Self.collect(response.body, limit: 1 << 20)
+                let data = try await ModelServerBody.collect(response.body, limit: 1 << 20)
                 throw ProviderError(Self.describeHTTPError(status: status, body: data, url: url, attempts: attempt + 1))
             }
             let contentType = response.headers.first(name: "content-type") ?? ""
             if contentType.contains("application/json") {
                 // Not streamed after all: one completion object.
-                let data = try await Self.collect(response.body, limit: 16 << 20)
+                let data = try await ModelServerBody.collect(response.body, limit: 16 << 20)
                 var accumulator = ChatStreamAccumulator()
-                let line = "data: " + String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: " ")
-                if let text = try accumulator.feed(line: line) { onText(text) }
+                if let text = try accumulator.feed(data: String(decoding: data, as: UTF8.self)) { onText(text) }
                 return accumulator.turn
             }
             var accumulator = ChatStreamAccumulator()
-            var pending: [UInt8] = []
-            for try await buffer in response.body {
-                pending.append(contentsOf: buffer.readableBytesView)
-                while let newline = pending.firstIndex(of: 0x0A) {
-                    let line = String(decoding: pending[..<newline], as: UTF8.self)
-                    pending.removeSubrange(...newline)
-                    if let text = try accumulator.feed(line: line) { onText(text) }
-                }
-                if accumulator.done { break }
+            try await ModelServerBody.forEachEvent(in: response.body) { event in
+                if let text = try accumulator.feed(data: event.data) { onText(text) }
+                return !accumulator.done
             }
-            if !pending.isEmpty, let text = try accumulator.feed(line: String(decoding: pending, as: UTF8.self)) { onText(text) }
             return accumulator.turn
         }
     }
@@ -262,14 +259,5 @@ public struct OpenAIChatProvider: ChatProvider {
         case 429: return "the endpoint is rate limiting (429) after \(attempts) attempts: \(detail)"
         default: return "the endpoint answered HTTP \(status): \(detail)"
         }
-    }
-
-    static func collect(_ body: HTTPClientResponse.Body, limit: Int) async throws -> [UInt8] {
-        var out: [UInt8] = []
-        for try await buffer in body {
-            out.append(contentsOf: buffer.readableBytesView)
-            if out.count > limit { break }
-        }
-        return out
     }
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import InterpreterCore
 import Testing
 
 @testable import FileStore
@@ -107,7 +108,7 @@ func setModificationTime(_ path: String, to date: Date) throws {
         let file = try store.store(fd: fd, name: "data.parquet", path: "/mnt/data/data.parquet", source: "assistant")
 
         #expect(file.sizeBytes == 300_001)
-        #expect(file.sha256 == FileStore.hex(SHA256.hash(data: bytes)))
+        #expect(file.sha256 == SHA256.hash(data: bytes).lowercaseHex)
         #expect(file.mimeType == "application/vnd.apache.parquet")
         #expect(contents(store.blobPath(for: file)) == bytes)
         #expect(fcntl(fd, F_GETFD) != -1, "the caller owns the descriptor; store must not close it")

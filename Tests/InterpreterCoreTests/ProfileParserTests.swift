@@ -340,10 +340,4 @@ func minimalProfile(extra: String = "", rules: String = #"{"names": ["read"], "a
             #expect(error.message.contains("no profile named \"nothere\""))
         }
     }
-
-    @Test func suggestions() {
-        #expect(ProfileSuggestion.closest(to: "netwrok", among: ["name", "network"]) == "network")
-        #expect(ProfileSuggestion.closest(to: "defaultaction", among: ["defaultAction"]) == "defaultAction")
-        #expect(ProfileSuggestion.closest(to: "zzzzzz", among: ["name", "network"]) == nil)
-    }
 }

@@ -19,4 +19,11 @@ import Testing
         var parser = ServerSentEvents()
         #expect(parser.feed(Array("event: ping\n\nid: 7\rdata: x\r\r".utf8)) == [.init(event: "message", data: "x", id: "7")])
     }
+
+    @Test func finishTakesTheEventAStreamEndedWithoutItsBlankLine() {
+        var parser = ServerSentEvents()
+        #expect(parser.feed(Array("data: a\n\ndata: [DONE]".utf8)) == [.init(event: "message", data: "a")])
+        #expect(parser.finish() == [.init(event: "message", data: "[DONE]")])
+        #expect(parser.finish() == [])
+    }
 }

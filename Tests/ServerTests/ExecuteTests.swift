@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import Hummingbird
+import InterpreterCore
 import Testing
 
 @Suite("HTTP: execute, stream, files", .serialized)
@@ -39,7 +40,7 @@ struct ExecuteTests {
         #expect(download.header("Content-Type") == "image/png")
         #expect(download.body.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
         #expect(download.body.count == chart["size_bytes"] as? Int)
-        let digest = SHA256.hash(data: download.body).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: download.body).lowercaseHex
         #expect(digest == chart["sha256"] as? String)
 
         // The same file without a signature needs a key.

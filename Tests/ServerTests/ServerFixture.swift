@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import InterpreterCore
 import NIOHTTP1
 import Logging
 import Sandbox
@@ -178,10 +179,13 @@ enum HTTPClientMethod {
     }
 }
 
-/// Reads a Server-Sent Events stream event by event.
+/// Reads a Server-Sent Events stream event by event, with the parser the CLI uses.
 struct SSEReader {
     var iterator: HTTPClientResponse.Body.AsyncIterator
-    var buffer = ""
+    var parser = ServerSentEvents()
+    var ready: [Event] = []
+
+    init(iterator: HTTPClientResponse.Body.AsyncIterator) { self.iterator = iterator }
 
     struct Event {
         var name: String
@@ -191,23 +195,12 @@ struct SSEReader {
         }
     }
 
-    /// The next event, or nil at the end of the stream. Comment lines are skipped.
+    /// The next event, or nil at the end of the stream. Comments and events without data are skipped.
     mutating func next() async throws -> Event? {
-        while true {
-            if let range = buffer.range(of: "\n\n") {
-                let block = String(buffer[..<range.lowerBound])
-                buffer.removeSubrange(..<range.upperBound)
-                var name = "message", data: [String] = []
-                for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
-                    if line.hasPrefix(":") { continue }
-                    if line.hasPrefix("event: ") { name = String(line.dropFirst(7)) }
-                    if line.hasPrefix("data: ") { data.append(String(line.dropFirst(6))) }
-                }
-                if data.isEmpty && name == "message" { continue }
-                return Event(name: name, data: data.joined(separator: "\n"))
-            }
+        while ready.isEmpty {
             guard let chunk = try await iterator.next() else { return nil }
-            buffer += String(decoding: chunk.readableBytesView, as: UTF8.self)
+            ready = parser.feed(chunk.readableBytesView).map { Event(name: $0.event, data: $0.data) }
         }
+        return ready.removeFirst()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import InterpreterCore
+import NIOCore
 import Testing
 @testable import Tools
 
@@ -209,6 +210,23 @@ struct StreamTests {
         #expect(turn.toolCalls[0]["function"]?["arguments"] == "{\"code\": \"1+1\"}")
         #expect(turn.toolCalls[1]["function"]?["arguments"] == "{\"code\": \"2\"}")
         #expect(try ToolCall.parse(turn.toolCalls[1]).arguments.get().code == "2")
+    }
+
+    @Test func aStreamIsReadAsServerSentEventsWhateverItsLineEnds() async throws {
+        // CRLF line ends, a comment, one chunk object spread over two data lines, and a last event the server
+        // ended without its blank line.
+        let stream = ": keep-alive\r\n\r\n"
+            + "data: {\"choices\":[{\"index\":0,\r\ndata: \"delta\":{\"content\":\"4\"}}]}\r\n\r\n"
+            + "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\n\r\n"
+            + "data: [DONE]"
+        var acc = ChatStreamAccumulator()
+        var streamed = ""
+        try await ModelServerBody.forEachEvent(in: .bytes(ByteBuffer(string: stream))) { event in
+            if let t = try acc.feed(data: event.data) { streamed += t }
+            return !acc.done
+        }
+        #expect(streamed == "4")
+        #expect(acc.done && acc.finishReason == "stop")
     }
 
     @Test func errorsInTheStreamAreReported() {

@@ -67,12 +67,9 @@ def json_text_turn(text):
                      "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}}
 
 
-class Model(BaseHTTPRequestHandler):
-    """Answers each POST with the next entry of `script`; records (Authorization, body) of every request."""
+class QuietHandler(BaseHTTPRequestHandler):
+    """A fake model server's handler: no request log, and a connection codeinterp closes is not an error."""
     protocol_version = "HTTP/1.1"
-    script = []
-    requests = []
-    lock = threading.Lock()
 
     def log_message(self, *args):
         pass
@@ -82,6 +79,13 @@ class Model(BaseHTTPRequestHandler):
             super().handle()
         except (ConnectionResetError, BrokenPipeError):
             pass  # codeinterp closed a kept-alive connection (it stopped, or a test dropped the stream)
+
+
+class Model(QuietHandler):
+    """Answers each POST with the next entry of `script`; records (Authorization, body) of every request."""
+    script = []
+    requests = []
+    lock = threading.Lock()
 
     def do_GET(self):
         if self.path.endswith("/models"):
@@ -525,20 +529,10 @@ class ResponsesWithCodeInterpreter(unittest.TestCase):
         self.assertEqual([m.id for m in self.client.models.list()], ["fake-model"])
 
 
-class ResponsesModel(BaseHTTPRequestHandler):
+class ResponsesModel(QuietHandler):
     """A model server that speaks the Responses API (as OpenAI and Azure do), streamed: turn 1 calls
     execute_python (arguments in pieces), turn 2 answers. Records every request body."""
-    protocol_version = "HTTP/1.1"
     requests = []
-
-    def log_message(self, *args):
-        pass
-
-    def handle(self):
-        try:
-            super().handle()
-        except (ConnectionResetError, BrokenPipeError):
-            pass  # codeinterp closed a kept-alive connection (it stopped, or a test dropped the stream)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
