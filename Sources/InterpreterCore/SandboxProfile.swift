@@ -186,9 +186,11 @@ public struct SandboxProfile: Sendable, Equatable {
     public var source: String
     /// Sources of the profiles this one extends, nearest first (empty for a profile without `extends`).
     public var bases: [String]
+    /// Extra modules the zygote imports once, so that executions start with them loaded (its base's first).
+    public var preload: [String]
 
     public init(name: String, description: String = "", network: Bool = false, limits: Limits = Limits(),
-                seccomp: SeccompPolicy, source: String = "<inline>", bases: [String] = []) {
+                seccomp: SeccompPolicy, source: String = "<inline>", bases: [String] = [], preload: [String] = []) {
         self.name = name
         self.description = description
         self.network = network
@@ -196,6 +198,7 @@ public struct SandboxProfile: Sendable, Equatable {
         self.seccomp = seccomp
         self.source = source
         self.bases = bases
+        self.preload = preload
     }
 }
 
@@ -203,7 +206,7 @@ public struct SandboxProfile: Sendable, Equatable {
 
 extension SandboxProfile {
     /// The keys a profile object may have.
-    public static let topLevelKeys = ["name", "description", "extends", "network", "limits", "seccomp", "comment"]
+    public static let topLevelKeys = ["name", "description", "extends", "network", "limits", "seccomp", "preload", "comment"]
     public static let seccompKeys = ["defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
                                      "comment"]
     public static let ruleKeys = ["names", "action", "args", "errnoRet", "comment", "includes", "excludes"]
@@ -262,6 +265,11 @@ extension SandboxProfile {
         }
         throw ProfileError(source: nameOrPath, line: 0, column: 0,
                            message: "no profile named \"\(nameOrPath)\" in " + directories.joined(separator: ", "))
+    }
+
+    /// The names of the profiles in `directories` (a name found in two, once), sorted.
+    public static func available(searching directories: [String]) -> [String] {
+        Array(Set(directories.flatMap { ProfilePaths.profileNames(in: $0) })).sorted()
     }
 
     /// Where profiles are looked for, in order: `$CODEINTERP_PROFILES_DIR`; `<exe dir>/../../sandbox-profiles`

@@ -134,7 +134,7 @@ public final class ExecutionEngine: Sendable {
         var workdirs: Set<String> = []
     }
     let state = Mutex(State())
-    private let startLock = AsyncLock()
+    let startLock = AsyncLock()
     private let nextChild = Atomic<UInt32>(0)
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "codeinterp.engine")) throws {
@@ -169,22 +169,7 @@ public final class ExecutionEngine: Sendable {
             if let (worker, hello) = state.withLock({ s in s.worker.map { ($0, s.hello!) } }), worker.isAlive {
                 return hello
             }
-            let worker = try WorkerProcess.spawn(
-                executable: configuration.workerExecutable,
-                arguments: ["--control-fd", "3", "--slots", String(configuration.sessionSlotRange.upperBound),
-                            "--uid-base", String(configuration.uidBase),
-                            "--preload", configuration.preload.joined(separator: ","),
-                            "--mpl-config-dir", configuration.dataDirectory + "/mplconfig",
-                            "--packages", PythonPackages(dataDirectory: configuration.dataDirectory).site],
-                logPath: configuration.dataDirectory + "/logs/worker.log")
-            let hello: WorkerHello
-            do { hello = try await worker.hello() } catch {
-                worker.terminate()
-                throw EngineError(.workerFailed, "\(error); see \(configuration.dataDirectory)/logs/worker.log")
-            }
-            logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "startup_ms": "\(hello.startupMs)",
-                                                   "threads": "\(hello.threads)", "failed_preloads": "\(hello.failedPreloads)",
-                                                   "huge_pages_mb": "\((hello.hugePageBytes ?? 0) >> 20)"])
+            let (worker, hello) = try await launchWorker(logger: logger)
             state.withLock { s in
                 s.worker = worker
                 s.hello = hello
