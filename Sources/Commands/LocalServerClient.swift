@@ -79,7 +79,7 @@ struct LocalServerClient {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(JSONValue.object(body))))
         let response = try await HTTPClient.shared.execute(request, timeout: timeout)
-        let data = Data(buffer: try await response.body.collect(upTo: 256 << 20))
+        let data = Data(try await response.body.collect(upTo: 256 << 20).readableBytesView)
         guard response.status == expected else {
             let message = "the server answered \(response.status.code): " + Self.message(inError: String(decoding: data, as: UTF8.self))
             switch response.status {

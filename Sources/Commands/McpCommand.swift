@@ -50,7 +50,7 @@ struct McpCommand: AsyncParsableCommand {
         }
         // Start an engine of our own while the client initializes (a server's is running already).
         let warmup = Task {
-            if case .engine(let engine) = executor { try? await engine.start() }
+            if case .engine(let engine) = executor { _ = try? await engine.start() }
         }
         let handler = MCPToolHandler(tool: tool, conversationId: conversation ?? "mcp-" + UUID().uuidString.lowercased())
         let server = await handler.makeServer(version: codeinterpVersion)

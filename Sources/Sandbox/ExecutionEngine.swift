@@ -132,6 +132,8 @@ public final class ExecutionEngine: Sendable {
         var interpreters: [String: SessionInterpreter] = [:]
         /// /mnt/data directories of stateless children, from fork to removal (a sweep leaves them alone).
         var workdirs: Set<String> = []
+        /// Replaced zygotes whose children are still running (`restartWorker`).
+        var retiredWorkers: [WorkerProcess] = []
     }
     let state = Mutex(State())
     let startLock = AsyncLock()
@@ -636,12 +638,13 @@ public final class ExecutionEngine: Sendable {
     public func shutdown() {
         pool.drain()
         sessionPool.drain()
-        let (worker, interpreters) = state.withLock { s in
-            defer { s.worker = nil; s.interpreters = [:] }
-            return (s.worker, s.interpreters)
+        let (worker, interpreters, retired) = state.withLock { s in
+            defer { s.worker = nil; s.interpreters = [:]; s.retiredWorkers = [] }
+            return (s.worker, s.interpreters, s.retiredWorkers)
         }
         for i in interpreters.values { i.child.kill() }
         worker?.terminate()
+        for old in retired { old.terminate() }
     }
 
     /// Counters of the warm pool of stateless children (for /metrics and the log).

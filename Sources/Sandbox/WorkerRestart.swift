@@ -64,6 +64,7 @@ extension ExecutionEngine {
             state.withLock { s in
                 s.worker = worker
                 s.hello = hello
+                s.retiredWorkers.append(old)
             }
             // Warm children of the old zygote are never handed out again (`workerIsAlive`); these go now.
             pool.drain()
@@ -74,8 +75,11 @@ extension ExecutionEngine {
             sessionPool.refillAll()
             logger.info("worker replaced", metadata: ["old_pid": "\(old.pid)", "pid": "\(worker.pid)",
                                                       "old_children": "\(old.childCount)"])
-            Task.detached(priority: .utility) {
+            Task.detached(priority: .utility) { [weak self] in
                 while old.isAlive && old.childCount > 0 { try? await Task.sleep(for: .milliseconds(200)) }
+                // Gone from the list: the engine's shutdown has it (or had it) and stops it.
+                guard let self, self.state.withLock({ s in s.retiredWorkers.firstIndex { $0 === old }.map { s.retiredWorkers.remove(at: $0) } }) != nil
+                else { return }
                 old.terminate()
                 logger.info("old worker stopped", metadata: ["pid": "\(old.pid)"])
             }
