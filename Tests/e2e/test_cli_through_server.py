@@ -51,9 +51,9 @@ class ServedDataDirectory:
         self.server = None
 
     def start(self):
-        log = open(self.log_path, "ab")
-        self.server = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data,
-                                        "--api-key", "cli-through-server"], env=self.env, stdout=log, stderr=log)
+        with open(self.log_path, "ab") as log:
+            self.server = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", self.data,
+                                            "--api-key", "cli-through-server"], env=self.env, stdout=log, stderr=log)
         # Healthy once the zygote has preloaded, however long a cold start takes; the bound only stops a deadlock.
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
