@@ -133,6 +133,9 @@ public final class PythonTool: Sendable {
             } catch {
                 return failure("The sandbox failed to run the code: \(error)")
             }
+        } catch let error as EngineError where error.code == .workerDied {
+            return failure("The sandbox stopped while the code ran: \(error). It may have run in part; its variables "
+                + "are gone. Check what it should have written before running it again.")
         } catch {
             return failure("The sandbox failed to run the code: \(error). Nothing ran; try again later.")
         }

@@ -213,6 +213,26 @@ class FallbackWhenTheServerStops(unittest.TestCase):
         self.assertFalse(second.is_error, second.content[0].text)
         self.assertIn("True", second.content[0].text)
 
+    def test_a_call_in_flight_when_the_server_dies_is_an_error_then_mcp_goes_on(self):
+        served = self.served
+
+        async def body(client):
+            await client.call_tool("execute_python", {"code": "x = 1"})
+            running = asyncio.ensure_future(client.call_tool(
+                "execute_python", {"code": "import time\nprint('started', flush=True)\ntime.sleep(20)"}))
+            await asyncio.sleep(3)
+            served.server.kill()
+            served.server.wait()
+            interrupted = await asyncio.wait_for(running, 120)
+            after = await client.call_tool("execute_python", {"code": "print('after')"})
+            return interrupted, after
+        interrupted, after = served.mcp(body)
+        self.assertTrue(interrupted.is_error)
+        self.assertIn("stopped while the code ran", interrupted.content[0].text)
+        self.assertIn("server stopped during this execution", interrupted.content[0].text)
+        self.assertFalse(after.is_error, after.content[0].text)
+        self.assertIn("after", after.content[0].text)
+
     def test_chat_without_a_server_runs_standalone(self):
         self.served.stop()
         script = os.path.join(self.served.work, "one.json")
