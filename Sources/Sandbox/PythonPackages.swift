@@ -134,22 +134,47 @@ public struct PythonPackages: Sendable {
 }
 
 extension ExecutionEngine {
-    /// Replaces the worker (gracefully: `restartWorker`) each time the set of added packages changes, until
-    /// cancelled. Every `codeinterp packages install|remove` replaces the record (packages.json) once the new set
-    /// is in place, whoever runs it and however it reaches the data directory, so its stamp is what is watched.
+    /// Replaces the worker (gracefully: `restartWorker`) each time the set of added packages changes, or the
+    /// modules the profiles preload, until cancelled. Every `codeinterp packages install|remove` replaces the
+    /// record (packages.json) once the new set is in place, whoever runs it and however it reaches the data
+    /// directory, so its stamp is what is watched; a profile file that changes is read again for its `preload`.
     public func restartWorkerWhenPackagesChange(every interval: Duration = .seconds(1), logger: Logger) async {
         let record = PythonPackages(dataDirectory: configuration.dataDirectory).manifestPath
         var seen = FileStamp(path: record)
+        var profiles = profileStamps()
+        var modules = preloadModules(logger: logger)
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
+            var reason: String?
             let now = FileStamp(path: record)
-            guard now != seen else { continue }
-            seen = now
-            logger.info("the added Python packages changed: replacing the worker", metadata: ["record": "\(record)"])
+            if now != seen {
+                reason = "the added Python packages changed"
+                seen = now
+            }
+            let nowProfiles = profileStamps()
+            if nowProfiles != profiles {
+                profiles = nowProfiles
+                let wanted = preloadModules(logger: logger)
+                if wanted != modules { reason = reason ?? "the modules the profiles preload changed" }
+                modules = wanted
+            }
+            guard let reason else { continue }
+            logger.info("\(reason): replacing the worker", metadata: ["record": "\(record)"])
             do { try await restartWorker(logger: logger) } catch {
-                logger.error("cannot start a worker with the new packages; the old one goes on serving",
-                             metadata: ["error": "\(error)"])
+                logger.error("cannot start a new worker; the old one goes on serving", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    /// The profile files of the profile directories, by path.
+    private func profileStamps() -> [String: FileStamp] {
+        var stamps: [String: FileStamp] = [:]
+        for directory in configuration.profileDirectories {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".json") {
+                let path = directory + "/" + name
+                if let stamp = FileStamp(path: path) { stamps[path] = stamp }
+            }
+        }
+        return stamps
     }
 }

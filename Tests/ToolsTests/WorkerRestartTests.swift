@@ -44,4 +44,39 @@ struct WorkerRestartTests {
         #expect(kill(oldPid, 0) != 0, "the old worker outlived its last child")
         #expect(engine.workerProcessID == newPid && engine.workerRunning)
     }
+
+    /// An operator adds a module to a profile's `preload` while the engine runs: the engine replaces its worker by
+    /// itself, and later executions start with the module imported.
+    @Test func aProfilesNewPreloadIsImportedByTheNextWorker() async throws {
+        let profiles = ToolFixture.makeDataDirectory("restart-profiles")
+        let base = ToolFixture.packageRoot.appendingPathComponent("sandbox-profiles/default.json").path
+        func writeProfile(preload: [String]) throws {
+            let json = try JSONSerialization.data(withJSONObject: ["name": "default", "extends": base, "preload": preload])
+            try json.write(to: URL(fileURLWithPath: profiles + "/default.json"), options: .atomic)
+        }
+        try writeProfile(preload: [])
+        var env = ProcessInfo.processInfo.environment
+        env["CODEINTERP_PROFILES_DIR"] = profiles
+        var config = EngineConfiguration.defaults(dataDirectory: ToolFixture.makeDataDirectory("restart-preload"), environment: env)
+        config.slots = 2
+        config.preload = ["numpy"]
+        let engine = try ExecutionEngine(configuration: config)
+        defer { engine.shutdown() }
+        let probe = ExecutionRequest(code: "import sys\n'tabnanny' in sys.modules")
+        #expect(try await engine.execute(probe).result?["text/plain"] == "False")
+        let oldPid = try #require(engine.workerProcessID)
+
+        let watch = Task { await engine.restartWorkerWhenPackagesChange(every: .milliseconds(200), logger: Logger(label: "test")) }
+        defer { watch.cancel() }
+        try await Task.sleep(for: .milliseconds(500))
+        try writeProfile(preload: ["tabnanny"])
+        var seen: String?
+        let deadlockGuard = ContinuousClock.now + .seconds(120)
+        while seen != "True" && ContinuousClock.now < deadlockGuard {
+            try await Task.sleep(for: .milliseconds(200))
+            seen = try await engine.execute(probe).result?["text/plain"]
+        }
+        #expect(seen == "True", "the new preload never reached the executions")
+        #expect(engine.workerProcessID != oldPid)
+    }
 }
