@@ -126,11 +126,6 @@ final class ServerExecutor: CodeExecutor {
         store = try FileStore(directory: configuration.dataDirectory)
     }
 
-    deinit { state.withLock { $0.engine }?.shutdown() }
-
-    /// Whether calls still go to the server.
-    var throughServer: Bool { !state.withLock { $0.serverGone } }
-
     /// Stops the engine this executor started, if it did.
     func shutdown() { state.withLock { s in defer { s.engine = nil }; return s.engine }?.shutdown() }
 
@@ -154,8 +149,8 @@ final class ServerExecutor: CodeExecutor {
             throw error
         } catch {
             serverStopped()
-            throw EngineError(.workerDied, "the codeinterp server stopped during this execution (\(error)); it was not "
-                + "run again. Later calls run in an engine of this command's own")
+            throw EngineError(.workerDied, "the codeinterp server stopped answering during this execution (\(error)); "
+                + "it was not run again. Later calls run in an engine of this command's own")
         }
         return try JSONDecoder().decode(ExecutionResult.self, from: data)
     }

@@ -229,7 +229,7 @@ class FallbackWhenTheServerStops(unittest.TestCase):
         interrupted, after = served.mcp(body)
         self.assertTrue(interrupted.is_error)
         self.assertIn("stopped while the code ran", interrupted.content[0].text)
-        self.assertIn("server stopped during this execution", interrupted.content[0].text)
+        self.assertIn("server stopped answering during this execution", interrupted.content[0].text)
         self.assertFalse(after.is_error, after.content[0].text)
         self.assertIn("after", after.content[0].text)
 
