@@ -15,7 +15,9 @@ struct ChatCommand: AsyncParsableCommand {
             $OPENAI_API_KEY or --api-key-env NAME), or a script that replays a recorded conversation (--script FILE: \
             no network, no key). --message TEXT (repeatable) runs those user turns and exits; otherwise each line \
             of standard input is a user turn. Files the code makes are saved in --out DIR with transcript.md; \
-            the conversation is stored, and --resume ID continues it (same session, same files).
+            the conversation is stored, and --resume ID continues it (same session, same files). When a \
+            `codeinterp serve` runs for the same data directory, the code runs there (through its local socket); \
+            otherwise, with --standalone or another --profile, in an engine of this command's own.
             """)
 
     @Option(help: "Replay the assistant turns of this JSON script instead of calling a model.")
@@ -45,6 +47,9 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Sandbox profile the code runs under.")
     var profile = "default"
 
+    @Flag(help: "Start an engine of this command's own even when a server runs for the data directory.")
+    var standalone = false
+
     @OptionGroup var engineOptions: EngineOptions
 
     func validate() throws {
@@ -68,15 +73,16 @@ struct ChatCommand: AsyncParsableCommand {
 
         var config = EngineConfiguration.defaults(dataDirectory: engineOptions.dataDirectory)
         if let slots = engineOptions.slots { config.slots = slots }
-        let engine = try ExecutionEngine(configuration: config, logger: quietLogger())
-        defer { engine.shutdown() }
+        let executor = try CommandExecutor.make(configuration: config, standalone: standalone, profile: profile,
+                                                logger: quietLogger(), notice: { Terminal.err.write("\n[codeinterp] \($0)\n", .warning) })
+        defer { executor.shutdown() }
 
         let outDirectory = out.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         if let outDirectory { try FileManager.default.createDirectory(atPath: outDirectory, withIntermediateDirectories: true) }
-        let urls: any FileURLProvider = outDirectory.map { OutDirectoryURLs(directory: $0, store: engine.store) }
-            ?? LocalFileURLs(store: engine.store)
+        let urls: any FileURLProvider = outDirectory.map { OutDirectoryURLs(directory: $0, store: executor.store) }
+            ?? LocalFileURLs(store: executor.store)
         let tool: PythonTool
-        do { tool = try PythonTool(engine: engine, urls: urls, profile: profile) } catch { fail("\(error)") }
+        do { tool = try PythonTool(executor: executor.executor, urls: urls, profile: profile) } catch { fail("\(error)") }
 
         let conversationId: String
         if let resume {

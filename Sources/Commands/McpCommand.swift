@@ -13,6 +13,11 @@ struct McpCommand: AsyncParsableCommand {
             Standard output carries only the protocol (newline-delimited JSON-RPC); logs go to standard error. \
             Every call of one connection runs in the same session (variables and files persist); --conversation \
             NAME keeps that session across restarts of the server.
+
+            When a `codeinterp serve` runs for the same data directory, the code runs there (through its local \
+            socket, in milliseconds); otherwise, with --standalone or another --profile, in an engine of this \
+            command's own (which first imports the scientific stack: seconds). If the server stops, later calls \
+            run in an engine of this command's own.
             """)
 
     @Option(help: "Sandbox profile the code runs under: a name from sandbox-profiles/ or a path.")
@@ -20,6 +25,9 @@ struct McpCommand: AsyncParsableCommand {
 
     @Option(help: "Conversation name: calls share its session, also after a restart (default: one per run).")
     var conversation: String?
+
+    @Flag(help: "Start an engine of this command's own even when a server runs for the data directory.")
+    var standalone = false
 
     @OptionGroup var engineOptions: EngineOptions
 
@@ -29,17 +37,21 @@ struct McpCommand: AsyncParsableCommand {
         logger.logLevel = .warning
         var config = EngineConfiguration.defaults(dataDirectory: engineOptions.dataDirectory)
         if let slots = engineOptions.slots { config.slots = slots }
-        let engine = try ExecutionEngine(configuration: config, logger: logger)
-        defer { engine.shutdown() }
+        let log = logger
+        let executor = try CommandExecutor.make(configuration: config, standalone: standalone, profile: profile,
+                                                logger: logger, notice: { log.warning("\($0)") })
+        defer { executor.shutdown() }
         let tool: PythonTool
         do {
-            tool = try PythonTool(engine: engine, urls: LocalFileURLs(store: engine.store), profile: profile)
+            tool = try PythonTool(executor: executor.executor, urls: LocalFileURLs(store: executor.store), profile: profile)
         } catch {
             FileHandle.standardError.write(Data("codeinterp mcp: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        // Start the interpreter while the client initializes.
-        let warmup = Task { try? await engine.start() }
+        // Start an engine of our own while the client initializes (a server's is running already).
+        let warmup = Task {
+            if case .engine(let engine) = executor { _ = try? await engine.start() }
+        }
         let handler = MCPToolHandler(tool: tool, conversationId: conversation ?? "mcp-" + UUID().uuidString.lowercased())
         let server = await handler.makeServer(version: codeinterpVersion)
         try await server.start(transport: StdioTransport(logger: logger))

@@ -2,6 +2,7 @@ import ArgumentParser
 import FileStore
 import Foundation
 import Sandbox
+import Server
 
 /// `codeinterp packages install|list|remove`: Python packages for every sandbox, beyond the Debian ones.
 struct PackagesCommand: AsyncParsableCommand {
@@ -11,8 +12,9 @@ struct PackagesCommand: AsyncParsableCommand {
         discussion: """
             Packages are installed with pip (from PyPI, or with --find-links only from a folder of wheels, offline) \
             into DATA/packages/site and recorded with their versions in DATA/packages/packages.json. Engines started \
-            afterwards import them: a new `codeinterp run`, or a running server once restarted \
-            (systemctl restart codeinterp). A package cannot replace one the system ships (numpy, pandas, ...).
+            afterwards import them (a new `codeinterp run`), and a `codeinterp serve` of the data directory replaces \
+            its worker within seconds: executions running then finish, later ones see the change. A package cannot \
+            replace one the system ships (numpy, pandas, ...). A profile's "preload" list imports them in the zygote.
             """,
         subcommands: [Install.self, List.self, Remove.self])
 
@@ -20,8 +22,17 @@ struct PackagesCommand: AsyncParsableCommand {
         @Option(name: .customLong("data-dir"), help: "The data directory (default as for serve and run).")
         var dataDirectory: String?
 
-        var packages: PythonPackages {
-            PythonPackages(dataDirectory: dataDirectory ?? FileStore.defaultDirectory(environment: ProcessInfo.processInfo.environment))
+        var packages: PythonPackages { PythonPackages(dataDirectory: Self.directory(dataDirectory)) }
+
+        static func directory(_ given: String?) -> String {
+            given ?? FileStore.defaultDirectory(environment: ProcessInfo.processInfo.environment)
+        }
+
+        /// What happens next, said after a change.
+        static func serverNote(_ given: String?) -> String {
+            LocalSocket.isLive(LocalSocket.path(dataDirectory: directory(given)))
+                ? "the running server replaces its worker with them within seconds (executions running now finish first)"
+                : "engines started from now on import them (a server of this data directory picks them up by itself)"
         }
     }
 
@@ -35,7 +46,7 @@ struct PackagesCommand: AsyncParsableCommand {
         func run() async throws {
             let manifest = try perform { try location.packages.install(requirements, findLinks: findLinks) }
             print("installed: " + manifest.requested.joined(separator: ", "))
-            print("engines started from now on import them (restart a running server: systemctl restart codeinterp)")
+            print(Location.serverNote(location.dataDirectory))
         }
     }
 
@@ -67,6 +78,7 @@ struct PackagesCommand: AsyncParsableCommand {
         func run() async throws {
             let manifest = try perform { try location.packages.remove(names) }
             print("left: " + (manifest.requested.isEmpty ? "none" : manifest.requested.joined(separator: ", ")))
+            print(Location.serverNote(location.dataDirectory))
         }
     }
 }

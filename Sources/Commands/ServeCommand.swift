@@ -136,6 +136,10 @@ struct ServeCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(lines.utf8))
         }
         defer { announce.cancel() }
+        // `codeinterp packages install|remove`, or a profile's preload edited, while we serve: the worker is replaced,
+        // gracefully.
+        let packagesWatch = Task { await engine.restartWorkerWhenPackagesChange(logger: Logger(label: "codeinterp.engine")) }
+        defer { packagesWatch.cancel() }
         logger.info("starting the sandbox engine (preloading the scientific stack)")
         try await server.run()
     }

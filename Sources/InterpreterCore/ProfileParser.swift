@@ -45,6 +45,7 @@ enum ProfileParser {
         var network: Bool?
         var limitsNode: JSONNode?
         var seccompNode: JSONNode?
+        var preload: [String] = []
         for m in members {
             switch m.key {
             case "name":
@@ -65,6 +66,7 @@ enum ProfileParser {
             case "network": network = try r.bool(m.value, "\"network\"")
             case "limits": limitsNode = m.value
             case "seccomp": seccompNode = m.value
+            case "preload": preload = try r.moduleNames(m.value)
             case "comment": _ = try r.string(m.value, "\"comment\"")
             default: break
             }
@@ -110,7 +112,8 @@ enum ProfileParser {
         return SandboxProfile(
             name: name, description: description ?? base?.description ?? "", network: network ?? base?.network ?? false,
             limits: limits, seccomp: seccomp, source: source,
-            bases: base.map { [$0.source] + $0.bases } ?? [])
+            bases: base.map { [$0.source] + $0.bases } ?? [],
+            preload: (base?.preload ?? []) + preload.filter { !(base?.preload ?? []).contains($0) })
     }
 
     /// A profile that extends another may not let run a call that its base kills: the point of `extends` is to add
@@ -179,6 +182,23 @@ struct Reader {
     func string(_ node: JSONNode, _ what: String) throws(ProfileError) -> String {
         guard case .string(let s) = node.value else { throw wrongType(node, what, "a string") }
         return s
+    }
+
+    /// `preload`: an array of Python module names (`numpy`, `scipy.stats`), each once.
+    func moduleNames(_ node: JSONNode) throws(ProfileError) -> [String] {
+        var names: [String] = []
+        for item in try array(node, "\"preload\" (a list of module names)") {
+            let name = try string(item, "an entry of \"preload\" (a module name)")
+            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+            let valid = !parts.isEmpty && parts.allSatisfy { part in
+                guard let first = part.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
+                return part.unicodeScalars.allSatisfy { ($0.properties.isAlphabetic || $0 == "_" || ("0"..."9").contains($0)) && $0.isASCII }
+            }
+            if !valid { throw error(item.position, "\"preload\": \"\(name)\" is not a Python module name (such as \"scipy.stats\")") }
+            if names.contains(name) { throw error(item.position, "\"preload\": \"\(name)\" is listed twice") }
+            names.append(name)
+        }
+        return names
     }
 
     func bool(_ node: JSONNode, _ what: String) throws(ProfileError) -> Bool {

@@ -1,7 +1,7 @@
 /// Loading profiles by name or path, and where they are looked for.
 extension SandboxProfile {
     /// The keys a profile object may have.
-    public static let topLevelKeys = ["name", "description", "extends", "network", "limits", "seccomp", "comment"]
+    public static let topLevelKeys = ["name", "description", "extends", "network", "limits", "seccomp", "preload", "comment"]
     public static let seccompKeys = ["defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
                                      "comment"]
     public static let ruleKeys = ["names", "action", "args", "errnoRet", "comment", "includes", "excludes"]
@@ -60,6 +60,11 @@ extension SandboxProfile {
         }
         throw ProfileError(source: nameOrPath, line: 0, column: 0,
                            message: "no profile named \"\(nameOrPath)\" in " + directories.joined(separator: ", "))
+    }
+
+    /// The names of the profiles in `directories` (a name found in two, once), sorted.
+    public static func available(searching directories: [String]) -> [String] {
+        Array(Set(directories.flatMap { ProfilePaths.profileNames(in: $0) })).sorted()
     }
 
     /// Where profiles are looked for, in order: `$CODEINTERP_PROFILES_DIR`; `<exe dir>/../../sandbox-profiles`

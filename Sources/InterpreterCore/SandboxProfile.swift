@@ -10,9 +10,11 @@ public struct SandboxProfile: Sendable, Equatable {
     public var source: String
     /// Sources of the profiles this one extends, nearest first (empty for a profile without `extends`).
     public var bases: [String]
+    /// Extra modules the zygote imports once, so that executions start with them loaded (its base's first).
+    public var preload: [String]
 
     public init(name: String, description: String = "", network: Bool = false, limits: Limits = Limits(),
-                seccomp: SeccompPolicy, source: String = "<inline>", bases: [String] = []) {
+                seccomp: SeccompPolicy, source: String = "<inline>", bases: [String] = [], preload: [String] = []) {
         self.name = name
         self.description = description
         self.network = network
@@ -20,5 +22,6 @@ public struct SandboxProfile: Sendable, Equatable {
         self.seccomp = seccomp
         self.source = source
         self.bases = bases
+        self.preload = preload
     }
 }

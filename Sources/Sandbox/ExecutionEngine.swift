@@ -132,9 +132,11 @@ public final class ExecutionEngine: Sendable {
         var interpreters: [String: SessionInterpreter] = [:]
         /// /mnt/data directories of stateless children, from fork to removal (a sweep leaves them alone).
         var workdirs: Set<String> = []
+        /// Replaced zygotes whose children are still running (`restartWorker`).
+        var retiredWorkers: [WorkerProcess] = []
     }
     let state = Mutex(State())
-    private let startLock = AsyncLock()
+    let startLock = AsyncLock()
     private let nextChild = Atomic<UInt32>(0)
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "codeinterp.engine")) throws {
@@ -169,22 +171,7 @@ public final class ExecutionEngine: Sendable {
             if let (worker, hello) = state.withLock({ s in s.worker.map { ($0, s.hello!) } }), worker.isAlive {
                 return hello
             }
-            let worker = try WorkerProcess.spawn(
-                executable: configuration.workerExecutable,
-                arguments: ["--control-fd", "3", "--slots", String(configuration.sessionSlotRange.upperBound),
-                            "--uid-base", String(configuration.uidBase),
-                            "--preload", configuration.preload.joined(separator: ","),
-                            "--mpl-config-dir", configuration.dataDirectory + "/mplconfig",
-                            "--packages", PythonPackages(dataDirectory: configuration.dataDirectory).site],
-                logPath: configuration.dataDirectory + "/logs/worker.log")
-            let hello: WorkerHello
-            do { hello = try await worker.hello() } catch {
-                worker.terminate()
-                throw EngineError(.workerFailed, "\(error); see \(configuration.dataDirectory)/logs/worker.log")
-            }
-            logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "startup_ms": "\(hello.startupMs)",
-                                                   "threads": "\(hello.threads)", "failed_preloads": "\(hello.failedPreloads)",
-                                                   "huge_pages_mb": "\((hello.hugePageBytes ?? 0) >> 20)"])
+            let (worker, hello) = try await launchWorker(logger: logger)
             state.withLock { s in
                 s.worker = worker
                 s.hello = hello
@@ -651,12 +638,13 @@ public final class ExecutionEngine: Sendable {
     public func shutdown() {
         pool.drain()
         sessionPool.drain()
-        let (worker, interpreters) = state.withLock { s in
-            defer { s.worker = nil; s.interpreters = [:] }
-            return (s.worker, s.interpreters)
+        let (worker, interpreters, retired) = state.withLock { s in
+            defer { s.worker = nil; s.interpreters = [:]; s.retiredWorkers = [] }
+            return (s.worker, s.interpreters, s.retiredWorkers)
         }
         for i in interpreters.values { i.child.kill() }
         worker?.terminate()
+        for old in retired { old.terminate() }
     }
 
     /// Counters of the warm pool of stateless children (for /metrics and the log).

@@ -1,11 +1,13 @@
 import Foundation
+import Logging
 
 /// Python packages the operator adds for every sandbox (`codeinterp packages`), beside the Debian ones: installed
 /// with pip (from PyPI, or only from a folder of wheels) into `DATA/packages/site`, which the zygote puts on
 /// sys.path (after the system's paths: an added package cannot replace numpy) and every sandbox sees read-only at
 /// the same path. What was asked for and what got installed, with versions, is kept in `DATA/packages/packages.json`.
 /// Each change installs the whole set again into a new directory and swaps it in, so a failed install changes
-/// nothing. A worker started afterwards (a new `codeinterp run`, a restarted server) imports them.
+/// nothing. A worker started afterwards (a new `codeinterp run`) imports them; a running server replaces its worker
+/// when the record changes (`restartWorkerWhenPackagesChange`).
 public struct PythonPackages: Sendable {
     public struct Manifest: Codable, Sendable, Equatable {
         /// Requirements, pinned to the version installed (`name==1.2.3`).
@@ -128,5 +130,51 @@ public struct PythonPackages: Sendable {
             throw Failure(description: "\(URL(fileURLWithPath: executable).lastPathComponent) \(arguments.prefix(3).joined(separator: " ")) failed:\n"
                 + text.suffix(15).joined(separator: "\n"))
         }
+    }
+}
+
+extension ExecutionEngine {
+    /// Replaces the worker (gracefully: `restartWorker`) each time the set of added packages changes, or the
+    /// modules the profiles preload, until cancelled. Every `codeinterp packages install|remove` replaces the
+    /// record (packages.json) once the new set is in place, whoever runs it and however it reaches the data
+    /// directory, so its stamp is what is watched; a profile file that changes is read again for its `preload`.
+    public func restartWorkerWhenPackagesChange(every interval: Duration = .seconds(1), logger: Logger) async {
+        let record = PythonPackages(dataDirectory: configuration.dataDirectory).manifestPath
+        var seen = FileStamp(path: record)
+        var profiles = profileStamps()
+        var modules = preloadModules(logger: logger)
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            var reason: String?
+            let now = FileStamp(path: record)
+            if now != seen {
+                reason = "the added Python packages changed"
+                seen = now
+            }
+            let nowProfiles = profileStamps()
+            if nowProfiles != profiles {
+                profiles = nowProfiles
+                let wanted = preloadModules(logger: logger)
+                if wanted != modules { reason = reason ?? "the modules the profiles preload changed" }
+                modules = wanted
+            }
+            guard let reason else { continue }
+            logger.info("\(reason): replacing the worker", metadata: ["record": "\(record)"])
+            do { try await restartWorker(logger: logger) } catch {
+                logger.error("cannot start a new worker; the old one goes on serving", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// The profile files of the profile directories, by path.
+    private func profileStamps() -> [String: FileStamp] {
+        var stamps: [String: FileStamp] = [:]
+        for directory in configuration.profileDirectories {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".json") {
+                let path = directory + "/" + name
+                if let stamp = FileStamp(path: path) { stamps[path] = stamp }
+            }
+        }
+        return stamps
     }
 }

@@ -49,7 +49,8 @@ final class SandboxChild: Sendable {
     func fd(_ d: ChildDescriptor) -> Int32 { descriptors[d.rawValue] }
 
     var hasExited: Bool { state.withLock { $0.exited } }
-    var workerIsAlive: Bool { worker.isAlive }
+    /// Whether its worker runs and is the engine's current one (a warm child of a replaced worker is not used).
+    var workerIsAlive: Bool { worker.isAlive && !worker.isRetired }
 
     func kill() { worker.kill(child: id) }
 

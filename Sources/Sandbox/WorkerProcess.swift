@@ -108,6 +108,13 @@ final class WorkerProcess: Sendable {
 
     var isAlive: Bool { state.withLock { $0.alive } }
 
+    /// Replaced by a newer worker (`ExecutionEngine.restartWorker`): its children finish, no new work comes.
+    private let retiredFlag = Atomic<Bool>(false)
+    var isRetired: Bool { retiredFlag.load(ordering: .relaxed) }
+    func retire() { retiredFlag.store(true, ordering: .relaxed) }
+    /// Children alive or being forked.
+    var childCount: Int { state.withLock { $0.children.count + $0.spawns.count } }
+
     func hasFilter(_ key: String) -> Bool { state.withLock { $0.loadedFilters.contains(key) } }
 
     func loadFilter(_ filter: FilterLoad) throws {

@@ -96,38 +96,47 @@ public struct SessionBinding: Sendable, Equatable {
 /// Maps conversations to sessions: a session is created on a conversation's first call, and again when the
 /// mapped one has expired or was deleted.
 public actor ConversationSessions {
-    public nonisolated let engine: ExecutionEngine
+    public nonisolated let executor: any CodeExecutor
     public nonisolated let tables: ToolsDatabase
     let profile: String
+    /// Sessions being made, by conversation: a second call of the same conversation meanwhile gets the same one.
+    private var opening: [String: Task<SessionBinding, any Error>] = [:]
 
-    public init(engine: ExecutionEngine, profile: String = "default") throws {
-        self.engine = engine
+    public init(executor: any CodeExecutor, profile: String = "default") throws {
+        self.executor = executor
         self.profile = profile
-        tables = try ToolsDatabase(store: engine.store)
+        tables = try ToolsDatabase(store: executor.store)
     }
 
     /// The live session of `conversation`, created if there is none (or the previous one is gone).
     /// `memoryBytes`: the memory limit of a session created now (a container's `memory_limit`).
-    public func session(conversation: String, memoryBytes: Int64? = nil) throws -> SessionBinding {
+    public func session(conversation: String, memoryBytes: Int64? = nil) async throws -> SessionBinding {
+        if let pending = opening[conversation] { return try await pending.value }
         let mapped = try tables.sessionId(conversation: conversation)
-        if case .some(.some(let id)) = mapped, try engine.session(id: id) != nil {
+        if case .some(.some(let id)) = mapped, try executor.session(id: id) != nil {
             return SessionBinding(sessionId: id, notice: nil)
         }
-        let record = try engine.createSession(SessionOptions(name: "conversation " + conversation, profile: profile,
-                                                             memoryBytes: memoryBytes))
-        try tables.setSession(conversation: conversation, sessionId: record.id)
-        var notice: String? = nil
-        if case .some(.some) = mapped {
-            notice = "The previous session of this conversation has expired or was deleted: this code ran in a new, "
-                + "empty session. Variables, imports and files from earlier calls are gone; recreate what you need."
+        let (executor, tables, profile) = (self.executor, self.tables, self.profile)
+        let task = Task {
+            let record = try await executor.openSession(SessionOptions(name: "conversation " + conversation, profile: profile,
+                                                                       memoryBytes: memoryBytes))
+            try tables.setSession(conversation: conversation, sessionId: record.id)
+            var notice: String? = nil
+            if case .some(.some) = mapped {
+                notice = "The previous session of this conversation has expired or was deleted: this code ran in a new, "
+                    + "empty session. Variables, imports and files from earlier calls are gone; recreate what you need."
+            }
+            return SessionBinding(sessionId: record.id, notice: notice)
         }
-        return SessionBinding(sessionId: record.id, notice: notice)
+        opening[conversation] = task
+        defer { opening[conversation] = nil }
+        return try await task.value
     }
 
     /// The session named by a model (an id an earlier result gave it), or a new one when that one is gone.
-    public func session(named id: String?) throws -> SessionBinding {
-        if let id, try engine.session(id: id) != nil { return SessionBinding(sessionId: id.lowercased(), notice: nil) }
-        let record = try engine.createSession(SessionOptions(profile: profile))
+    public func session(named id: String?) async throws -> SessionBinding {
+        if let id, try executor.session(id: id) != nil { return SessionBinding(sessionId: id.lowercased(), notice: nil) }
+        let record = try await executor.openSession(SessionOptions(profile: profile))
         var notice = "This code ran in a new session, session_id \(record.id): pass it as session_id in later calls "
             + "to keep variables and files."
         if let id {
@@ -141,7 +150,7 @@ public actor ConversationSessions {
     /// The session currently mapped to the conversation, if it is still alive (nothing is created).
     public func existingSession(conversation: String) throws -> String? {
         guard case .some(.some(let id)) = try tables.sessionId(conversation: conversation),
-              try engine.session(id: id) != nil else { return nil }
+              try executor.session(id: id) != nil else { return nil }
         return id
     }
 }

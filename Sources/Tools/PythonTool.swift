@@ -49,7 +49,8 @@ public struct ToolOutcome: Sendable {
 /// `execute_python` itself: runs a call's code in the right session and describes the result for a model.
 /// The HTTP server, the MCP server and `codeinterp chat` all go through this type.
 public final class PythonTool: Sendable {
-    public let engine: ExecutionEngine
+    /// Where the code runs: this process's engine, or a server of the same data directory.
+    public let executor: any CodeExecutor
     public let sessions: ConversationSessions
     public let urls: any FileURLProvider
     public let definition: ToolDefinition
@@ -59,13 +60,27 @@ public final class PythonTool: Sendable {
     public static let maxImages = 8
     public static let maxImageBytes: Int64 = 5 << 20
 
-    public init(engine: ExecutionEngine, urls: any FileURLProvider, profile: String = "default", strict: Bool = true) throws {
-        self.engine = engine
+    public init(executor: any CodeExecutor, urls: any FileURLProvider, profile: String = "default", strict: Bool = true) throws {
+        self.executor = executor
         self.urls = urls
-        let (sandboxProfile, _) = try engine.profile(profile)
+        let sandboxProfile = try executor.sandboxProfile(profile)
         limits = sandboxProfile.limits
         definition = ToolDefinition(limits: sandboxProfile.limits, network: sandboxProfile.network, strict: strict)
-        sessions = try ConversationSessions(engine: engine, profile: profile)
+        sessions = try ConversationSessions(executor: executor, profile: profile)
+    }
+
+    public convenience init(engine: ExecutionEngine, urls: any FileURLProvider, profile: String = "default",
+                            strict: Bool = true) throws {
+        try self.init(executor: engine, urls: urls, profile: profile, strict: strict)
+    }
+
+    /// The engine of this process, for what only it can do (uploads into sessions, deleting them: the server's
+    /// routes and the Responses API, which always run on their own engine).
+    public var engine: ExecutionEngine {
+        guard let engine = executor as? ExecutionEngine else {
+            preconditionFailure("this PythonTool runs its code through a server: it has no engine of its own")
+        }
+        return engine
     }
 
     /// Answers a model's tool call (any supported shape) with the tool-result message of the same shape.
@@ -101,8 +116,8 @@ public final class PythonTool: Sendable {
         }
         let result: ExecutionResult
         do {
-            result = try await engine.execute(ExecutionRequest(code: arguments.code, timeoutSeconds: arguments.timeoutSeconds,
-                                                                sessionId: binding.sessionId))
+            result = try await executor.run(ExecutionRequest(code: arguments.code, timeoutSeconds: arguments.timeoutSeconds,
+                                                             sessionId: binding.sessionId))
         } catch let error as EngineError where error.code == .notFound {
             // The session vanished between lookup and run (expired right then): one more try in a fresh one.
             do {
@@ -112,12 +127,15 @@ public final class PythonTool: Sendable {
                 } else {
                     fresh = try await sessions.session(named: nil)
                 }
-                result = try await engine.execute(ExecutionRequest(code: arguments.code, timeoutSeconds: arguments.timeoutSeconds,
-                                                                    sessionId: fresh.sessionId))
+                result = try await executor.run(ExecutionRequest(code: arguments.code, timeoutSeconds: arguments.timeoutSeconds,
+                                                                 sessionId: fresh.sessionId))
                 return describe(result, sessionId: fresh.sessionId, notice: fresh.notice)
             } catch {
                 return failure("The sandbox failed to run the code: \(error)")
             }
+        } catch let error as EngineError where error.code == .workerDied {
+            return failure("The sandbox stopped while the code ran: \(error). It may have run in part; its variables "
+                + "are gone. Check what it should have written before running it again.")
         } catch {
             return failure("The sandbox failed to run the code: \(error). Nothing ran; try again later.")
         }
@@ -146,12 +164,12 @@ public final class PythonTool: Sendable {
         var figureLinks: [String] = []
         var skipped = 0
         for display in result.displays {
-            guard let stored = try? engine.store.file(id: display.fileId) else { continue }
+            guard let stored = try? executor.store.file(id: display.fileId) else { continue }
             let file = FileReference(stored)
             let url = urls.url(for: file)
             figureLinks.append("- [\(file.name)](\(url))")
             guard display.mimeType.hasPrefix("image/"), images.count < Self.maxImages, file.sizeBytes <= Self.maxImageBytes,
-                  let data = FileManager.default.contents(atPath: engine.store.blobPath(for: stored)) else {
+                  let data = FileManager.default.contents(atPath: executor.store.blobPath(for: stored)) else {
                 skipped += 1
                 continue
             }
@@ -223,7 +241,7 @@ public final class PythonTool: Sendable {
     }
 
     public func resolveLinks(in text: String, sessionId: String) -> ResolvedText {
-        let files = ((try? engine.sessionFiles(sessionId: sessionId)) ?? []).map(FileReference.init)
+        let files = ((try? executor.sessionFiles(sessionId: sessionId)) ?? []).map(FileReference.init)
         return LinkResolver.resolve(text, files: files, containerId: sessionId, urls: urls)
     }
 }

@@ -341,3 +341,37 @@ func minimalProfile(extra: String = "", rules: String = #"{"names": ["read"], "a
         }
     }
 }
+
+/// `preload`: modules the zygote imports once for every execution.
+@Suite struct ProfilePreloadTests {
+    @Test func preloadIsAListOfModulesAndAddsToItsBase() throws {
+        let dir = try profileDirectory([
+            "base.json": minimalProfile(extra: #" "preload": ["ci_demo_pkg", "scipy.stats"],"#),
+            "more.json": #"{"extends": "base", "preload": ["scipy.stats", "statsmodels.api"]}"#,
+        ])
+        #expect(try SandboxProfile.load("base", directory: dir).preload == ["ci_demo_pkg", "scipy.stats"])
+        #expect(try SandboxProfile.load("more", directory: dir).preload == ["ci_demo_pkg", "scipy.stats", "statsmodels.api"])
+        #expect(try SandboxProfile.load("default", directory: shippedProfiles).preload == [])
+        #expect(SandboxProfile.available(searching: [dir, dir + "/none"]) == ["base", "more"])
+    }
+
+    @Test func aTypoOrAWrongTypeIsALocatedError() {
+        let typo = parseError(minimalProfile(extra: #" "prelaod": ["x"],"#))
+        #expect(typo?.message.contains("unknown key \"prelaod\"") == true, "\(String(describing: typo))")
+        #expect(typo?.message.contains("did you mean \"preload\"?") == true, "\(String(describing: typo))")
+        #expect(typo?.line == 2)
+
+        let notAList = parseError(minimalProfile(extra: #" "preload": "numpy","#))
+        #expect(notAList?.message.contains("\"preload\" (a list of module names)") == true, "\(String(describing: notAList))")
+        let notAString = parseError(minimalProfile(extra: #" "preload": [3],"#))
+        #expect(notAString?.message.contains("a module name") == true, "\(String(describing: notAString))")
+        let notAModule = parseError(minimalProfile(extra: #" "preload": ["numpy", "os; import x"],"#))
+        #expect(notAModule?.message == "\"preload\": \"os; import x\" is not a Python module name (such as \"scipy.stats\")",
+                "\(String(describing: notAModule))")
+        #expect(notAModule?.column == 37, "\(String(describing: notAModule))")
+        let twice = parseError(minimalProfile(extra: #" "preload": ["numpy", "numpy"],"#))
+        #expect(twice?.message.contains("listed twice") == true)
+        #expect(parseError(minimalProfile(extra: #" "preload": ["1abc"],"#)) != nil)
+        #expect(parseError(minimalProfile(extra: #" "preload": ["a..b"],"#)) != nil)
+    }
+}
