@@ -309,6 +309,12 @@ class DataDirectoryFull(unittest.TestCase):
             self.assertEqual(r["status"], "error")
             self.assertIn("No space left on device", r["error"]["value"])
             self.assertEqual(r["files"], [])
+            # A figure that cannot be stored fails the execution, by name, rather than vanish from an `ok`.
+            status, r = server.request("POST", "/v1/execute", {"code": "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"})
+            self.assertEqual((status, r["status"], r["error"]["name"]), (200, "error", "StorageError"), r)
+            self.assertIn("figure-1.png", r["error"]["value"])
+            self.assertIn("No space left on device", r["error"]["value"])
+            self.assertEqual((r["displays"], r["files"]), ([], []))
             status, r = server.upload(session, "big.bin", os.urandom(8 << 20))
             self.assertEqual(status, 507, r)
             self.assertEqual(r["error"]["code"], "insufficient_storage")
