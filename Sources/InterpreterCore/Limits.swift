@@ -21,8 +21,8 @@ public struct Limits: Codable, Sendable, Hashable {
     public var outputDepth: Int
     /// Size of the private /tmp and /dev/shm of the execution.
     public var tmpBytes: Int64
-    /// Bytes a stateless execution's /mnt/data holds, its input files included (a tmpfs of this size: a write
-    /// past it fails with ENOSPC inside the sandbox).
+    /// Bytes /mnt/data holds, input files and uploads included: per stateless execution, and per session (a tmpfs
+    /// of this size: a write past it fails with ENOSPC inside the sandbox).
     public var dataBytes: Int64
     /// The most memory a session may be given when it asks for more than `memoryBytes` (a container's
     /// `memory_limit`).

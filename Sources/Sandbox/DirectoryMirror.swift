@@ -1,4 +1,5 @@
 import Foundation
+import InterpreterCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -287,7 +287,8 @@ public final class ExecutionEngine: Sendable {
                 let name = try FileNames.sanitize(file.name)
                 do {
                     try copyFile(from: store.blobPath(for: file), intoDirectoryFd: data, name: name, owner: uidForSlot(warm.slot))
-                } catch where warm.workdir.isEmpty && Self.isFull(data) {
+                } catch {
+                    guard warm.workdir.isEmpty && Self.isFull(data) else { throw error }
                     throw EngineError(.tooLarge, "the input files do not fit in /mnt/data, whose budget is "
                         + "\(Limits.describeBytes(limits.dataBytes)) (data_bytes of profile \"\(profile.name)\")")
                 }
@@ -650,13 +651,12 @@ public final class ExecutionEngine: Sendable {
             let disk = open(sessionDirectory(session), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard disk >= 0 else { throw EngineError(.workerFailed, "cannot open the session's directory: \(String(cString: strerror(errno)))") }
             defer { close(disk) }
-            do throws(DirectoryMirror.Failure) {
+            do {
                 try DirectoryMirror(owner: owner).mirror(from: disk, to: data)
-            } catch where error.errno == ENOSPC {
+            } catch {
+                guard (error as? DirectoryMirror.Failure)?.errno == ENOSPC else { throw EngineError(.workerFailed, "cannot copy the session's files into /mnt/data: \(error)") }
                 throw EngineError(.tooLarge, "the session's files do not fit in /mnt/data, whose budget is \(Limits.describeBytes(budget)) "
                     + "(data_bytes of profile \"\(profile)\"): delete some of them")
-            } catch {
-                throw EngineError(.workerFailed, "cannot copy the session's files into /mnt/data: \(error)")
             }
         }
     }

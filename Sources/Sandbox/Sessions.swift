@@ -285,13 +285,23 @@ extension ExecutionEngine {
                         try withExtendedLifetime(child) {
                             try copyFile(from: store.blobPath(for: file), intoDirectoryFd: data, name: relative, owner: owner)
                         }
-                    } catch where ExecutionEngine.isFull(data) {
-                        let (profile, _) = try profile(session.profile)
+                    } catch {
+                        guard ExecutionEngine.isFull(data) else { throw error }
+                        let budget = (try? self.profile(session.profile))?.0
                         throw EngineError(.tooLarge, "\(relative) does not fit in the session's /mnt/data, whose budget is "
-                            + "\(Limits.describeBytes(profile.limits.dataBytes)) (data_bytes of profile \"\(profile.name)\")")
+                            + Limits.describeBytes(budget?.limits.dataBytes ?? 0) + " (data_bytes of profile \"\(budget?.name ?? session.profile)\")")
                     }
                 }
                 try copyFile(from: store.blobPath(for: file), intoDirectory: sessionDirectory(session.id), name: relative, owner: owner)
+                if let child = state.withLock({ $0.interpreters[session.id]?.child }), let data = child.dataDirectory {
+                    // Both copies with one modification time: the next save finds the file unchanged, and the
+                    // collector does not take the upload for an output.
+                    var st = stat()
+                    if withExtendedLifetime(child, { fstatat(data, relative, &st, AT_SYMLINK_NOFOLLOW) }) == 0 {
+                        let times = [st.st_atim, st.st_mtim]
+                        utimensat(AT_FDCWD, sessionDirectory(session.id) + "/" + relative, times, AT_SYMLINK_NOFOLLOW)
+                    }
+                }
             }
         } catch {
             _ = try? store.delete(id: file.id)
