@@ -147,10 +147,14 @@ struct SessionTests {
 
     /// A profile whose /mnt/data holds 8 MiB (a file, as operators pass one), for the budget's tests.
     static let smallDataProfile: String = {
-        let path = EngineFixture.dataDirectory + "-small-data.json"
+        // Next to the default profile it extends (a base is looked up in the extending profile's directory).
+        let dir = EngineFixture.dataDirectory + "-profiles"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try? FileManager.default.createSymbolicLink(atPath: dir + "/default.json",
+                                                    withDestinationPath: EngineFixture.packageRoot.appendingPathComponent("sandbox-profiles/default.json").path)
         let text = #"{"name": "small-data", "extends": "default", "limits": {"data_bytes": 8388608}}"#
-        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        return path
+        _ = FileManager.default.createFile(atPath: dir + "/small-data.json", contents: Data(text.utf8))
+        return dir + "/small-data.json"
     }()
 
     @Test func aSessionWritesNoMoreThanItsByteBudget() async throws {
