@@ -172,7 +172,7 @@ struct CgroupTests {
         // A process in the zygote's pid namespace (which it can see and kill), outside the execution's.
         let leftover = Process()
         leftover.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        leftover.arguments = ["--target", "\(zygote)", "--pid", "--", "/bin/sleep", "300"]
+        leftover.arguments = ["--target", "\(zygote)", "--pid", "--", "/bin/sleep", "120"]
         try leftover.run()
         defer { if leftover.isRunning { leftover.terminate() } }
         var sleeper: Int32?
@@ -203,7 +203,7 @@ struct CgroupTests {
             Issue.record("could not move a process into the execution's slot group")
             return
         }
-        // The slot was emptied for the next execution: the leftover was killed, well before its 300 s.
+        // The slot was emptied for the next execution: the leftover was killed, well before its 120 s.
         leftover.waitUntilExit()
         #expect(leftover.terminationReason == .uncaughtSignal && leftover.terminationStatus == SIGKILL,
                 "the leftover in \(group) ended with \(leftover.terminationReason.rawValue)/\(leftover.terminationStatus)")
