@@ -386,7 +386,9 @@ final class Zygote {
                 oomKilled: (cgroups?.oomKills(slot: child.slot) ?? 0) > child.oomKillsBefore)
             var report = exit
             report.cpuLimited = child.cpuLimited
-            if let cgroups, !cgroups.isDrained(slot: child.slot) {
+            // (A session's slot may already hold its next child, forked after this one was killed: then the group
+            // is that child's, and nothing in it is this one's to kill.)
+            if let cgroups, !children.values.contains(where: { $0.slot == child.slot }), !cgroups.isDrained(slot: child.slot) {
                 cgroups.killAll(slot: child.slot)
                 draining.append((child.slot, child.id, report, monotonicSeconds()))
                 continue
@@ -402,7 +404,7 @@ final class Zygote {
         guard let cgroups else { return }
         var still: [(slot: Int, id: UInt32, exit: ChildExit, since: Double)] = []
         for entry in draining {
-            if cgroups.isDrained(slot: entry.slot) {
+            if cgroups.isDrained(slot: entry.slot) || children.values.contains(where: { $0.slot == entry.slot }) {
                 sendJSON(.exited, job: entry.id, entry.exit)
             } else if monotonicSeconds() - entry.since > 5 {
                 var exit = entry.exit
