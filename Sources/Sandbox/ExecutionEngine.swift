@@ -609,11 +609,13 @@ public final class ExecutionEngine: Sendable {
                 if s.interpreters[session.id]?.child === child { s.interpreters[session.id] = nil }
             }
         }
+        stages.runMs = elapsedMs(since: started)
         // What the cell left in /mnt/data goes to the session's directory, which the collector then reads: its
-        // files outlive this interpreter and the engine.
+        // files outlive this interpreter and the engine. (Counted with the collection.)
+        let saving = monotonicSeconds()
         let full = child.dataDirectory.map(Self.isFull) ?? false
         let unsaved = saveSessionData(session.id, from: child, release: !alive)
-        stages.runMs = elapsedMs(since: started)
+        let savedMs = elapsedMs(since: saving)
         try Task.checkCancellation()
         let report = try childReport(run, exit: exit, fresh: fresh, cpuMsBefore: interpreter!.cpuMs, session: true, limits: limits)
         started = monotonicSeconds()
@@ -640,7 +642,7 @@ public final class ExecutionEngine: Sendable {
         sessionBook.setStamps(session.id, collected.seen)
         addCollected(collected, to: &result)
         _ = try? store.touchSession(id: session.id, execution: true)
-        stages.collectMs = elapsedMs(since: started)
+        stages.collectMs = elapsedMs(since: started) + savedMs
         result.usage.record(stages)
         return result
     }
