@@ -40,8 +40,9 @@ struct DirectoryMirror {
             remove(name, in: target, isDirectory: kind(st) == S_IFDIR)
         }
         let present = entries(of: target)
-        for (name, st) in wanted.sorted(by: { $0.key < $1.key }) {
-            let rel = relative.isEmpty ? name : relative + "/" + name
+        for (name, st) in wanted.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            let readable = String(decoding: name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let rel = relative.isEmpty ? readable : relative + "/" + readable
             switch kind(st) {
             case S_IFREG:
                 if let there = present[name], there.st_size == st.st_size, there.st_mtim.tv_sec == st.st_mtim.tv_sec,
@@ -75,7 +76,7 @@ struct DirectoryMirror {
         }
     }
 
-    private func copy(_ name: String, from source: Int32, to target: Int32, relative: String) throws(Failure) {
+    private func copy(_ name: [CChar], from source: Int32, to target: Int32, relative: String) throws(Failure) {
         let input = openat(source, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard input >= 0 else { return }
         defer { close(input) }
@@ -115,22 +116,23 @@ struct DirectoryMirror {
 
     private func kind(_ st: stat) -> mode_t { st.st_mode & S_IFMT }
 
-    /// Name -> lstat of every entry (raw names that are not UTF-8 are left out, as the collector leaves them).
-    private func entries(of dirFd: Int32) -> [String: stat] {
+    /// Raw name (NUL-terminated: a name that is not UTF-8 is a file all the same) -> lstat of every entry.
+    private func entries(of dirFd: Int32) -> [[CChar]: stat] {
         let copy = fcntl(dirFd, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0, let dir = fdopendir(copy) else { return [:] }
         defer { closedir(dir) }
         // A duplicate shares the original's position: start from the first entry whatever was read before.
         rewinddir(dir)
-        var result: [String: stat] = [:]
-        for name in directoryEntryNames(dir) where !name.hasPrefix(".mirror-") {
+        var result: [[CChar]: stat] = [:]
+        let temporary = Array(".mirror-".utf8CString.dropLast())
+        for name in directoryEntryRawNames(dir) where !name.starts(with: temporary) {
             var st = stat()
             if fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { result[name] = st }
         }
         return result
     }
 
-    private func remove(_ name: String, in dirFd: Int32, isDirectory: Bool) {
+    private func remove(_ name: [CChar], in dirFd: Int32, isDirectory: Bool) {
         if !isDirectory {
             unlinkat(dirFd, name, 0)
             return

@@ -667,9 +667,10 @@ public final class ExecutionEngine: Sendable {
     /// then (`release`: the interpreter is gone) lets the tmpfs go; nil when done (or nothing to do), else what
     /// could not be saved. The release is under the directory's lock, which uploads hold while they use it.
     func saveSessionData(_ session: String, from child: SandboxChild, release: Bool) -> String? {
-        guard let data = child.dataDirectory else { return nil }
+        guard child.dataDirectory != nil else { return nil }
         return sessionBook.withDirectory(session) { () -> String? in
             defer { if release { child.releaseDataDirectory() } }
+            guard let data = child.dataDirectory else { return nil }
             let disk = open(sessionDirectory(session), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             // A session deleted meanwhile has nowhere to keep its files.
             guard disk >= 0 else { return nil }

@@ -195,6 +195,23 @@ struct SessionTests {
         #expect(!listing.files.contains { $0.id == upload.id })
     }
 
+    @Test func filesOfEveryKindOutliveTheInterpreter() async throws {
+        let session = try engine.createSession(SessionOptions())
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let made = try await run(#"""
+            import os
+            os.makedirs('deep/er'); open('deep/er/x.txt', 'w').write('x'); os.symlink('deep/er/x.txt', 'link')
+            fd = os.open(b'\xff\xfe.bin', os.O_CREAT | os.O_WRONLY); os.write(fd, b'raw'); os.close(fd)
+            'made'
+            """#, in: session)
+        #expect(made.status == .ok, "\(made.error?.value ?? "")")
+        // A timeout ends the interpreter; the next one starts from the session's directory on disk.
+        _ = try await run("import time\ntime.sleep(10)", in: session, timeout: 0.5)
+        let seen = try await run("import os\n(sorted(os.listdir(b'.')), os.readlink('link'), open('deep/er/x.txt').read(), open(b'\\xff\\xfe.bin', 'rb').read())", in: session)
+        #expect(seen.result?["text/plain"] == "([b'deep', b'link', b'\\xff\\xfe.bin'], 'deep/er/x.txt', 'x', b'raw')",
+                "\(seen.result?["text/plain"] ?? "") \(seen.stderr)")
+    }
+
     @Test func unusableFileNamesAreRefused() throws {
         #expect(try FileNames.sanitize("../../etc/passwd") == "passwd")
         #expect(try FileNames.sanitize("C:\\Users\\me\\report.xlsx") == "report.xlsx")
