@@ -30,6 +30,7 @@ const int CI_O_PATH = O_PATH, CI_AT_EMPTY_PATH = AT_EMPTY_PATH;
 
 int ci_unshare(int flags) { return unshare(flags); }
 int ci_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int ci_socketpair_cloexec(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
 int ci_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
 int ci_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
 
@@ -70,8 +71,14 @@ int ci_load_seccomp_filter(const void *instructions, size_t byte_count) {
 
 static int sigsys_report_fd = -1;
 
+#ifndef SYS_SECCOMP
+#define SYS_SECCOMP 1  // si_code of a seccomp trap (<asm-generic/siginfo.h>, which clashes with <signal.h>)
+#endif
+
 static void sigsys_handler(int sig, siginfo_t *info, void *ctx) {
     (void)sig; (void)ctx;
+    // Only the filter's trap names a call; a SIGSYS another process sent carries no call number to report.
+    if (info->si_code != SYS_SECCOMP) return;
     if (sigsys_report_fd >= 0) {
         unsigned char record[5] = {'S'};
         int32_t nr = info->si_syscall;

@@ -243,6 +243,9 @@ public struct CgroupLayout: Sendable, Equatable {
     /// The slot's processes, to signal one by one where there is no cgroup.kill.
     public func procsFile(_ name: String, slot: Int) -> String { "\(self.slot(name, slot, base: processBase))/cgroup.procs" }
 
+    /// The kernel's count of the slot's tasks, exiting ones included (a task is uncharged only once released).
+    public func pidsCurrentFile(_ name: String, slot: Int) -> String { "\(self.slot(name, slot, base: processBase))/pids.current" }
+
     /// v2's one-write kill of every process in a group (Linux 5.14+).
     public func killFile(_ name: String, slot: Int) -> String? {
         version == .v2 ? "\(self.slot(name, slot))/cgroup.kill" : nil

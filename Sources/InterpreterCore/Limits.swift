@@ -22,6 +22,9 @@ public struct Limits: Codable, Sendable, Hashable {
     public var outputDepth: Int
     /// Size of the private /tmp and /dev/shm of the execution.
     public var tmpBytes: Int64
+    /// Bytes /mnt/data holds, input files and uploads included: per stateless execution, and per session (a tmpfs
+    /// of this size: a write past it fails with ENOSPC inside the sandbox).
+    public var dataBytes: Int64
     /// The most memory a session may be given when it asks for more than `memoryBytes` (a container's
     /// `memory_limit`).
     public var maxMemoryBytes: Int64
@@ -30,7 +33,7 @@ public struct Limits: Codable, Sendable, Hashable {
         wallSeconds: Double = 30, cpuSeconds: Int = 30, memoryBytes: Int64 = 1 << 30, processes: Int = 64,
         fileSizeBytes: Int64 = 100 << 20, openFiles: Int = 256, stdoutBytes: Int = 1 << 20, stderrBytes: Int = 1 << 20,
         outputFiles: Int = 100, outputBytes: Int64 = 200 << 20, outputDepth: Int = 8, tmpBytes: Int64 = 256 << 20,
-        maxMemoryBytes: Int64 = 16 << 30
+        maxMemoryBytes: Int64 = 16 << 30, dataBytes: Int64 = 256 << 20
     ) {
         self.wallSeconds = wallSeconds
         self.cpuSeconds = cpuSeconds
@@ -44,6 +47,7 @@ public struct Limits: Codable, Sendable, Hashable {
         self.outputBytes = outputBytes
         self.outputDepth = outputDepth
         self.tmpBytes = tmpBytes
+        self.dataBytes = dataBytes
         self.maxMemoryBytes = maxMemoryBytes
     }
 
@@ -62,7 +66,7 @@ public struct Limits: Codable, Sendable, Hashable {
         case processes, fileSizeBytes = "file_size_bytes", openFiles = "open_files"
         case stdoutBytes = "stdout_bytes", stderrBytes = "stderr_bytes"
         case outputFiles = "output_files", outputBytes = "output_bytes", outputDepth = "output_depth"
-        case tmpBytes = "tmp_bytes", maxMemoryBytes = "max_memory_bytes"
+        case tmpBytes = "tmp_bytes", maxMemoryBytes = "max_memory_bytes", dataBytes = "data_bytes"
     }
 
     /// The stricter of two limits, field by field: a request can tighten a profile, never loosen it.

@@ -253,7 +253,7 @@ struct Reader {
     /// The `limits` keys: `Limits`' coding keys (a test keeps the two in step).
     static let limitKeys = [
         "wall_seconds", "cpu_seconds", "memory_bytes", "processes", "file_size_bytes", "open_files", "stdout_bytes",
-        "stderr_bytes", "output_files", "output_bytes", "output_depth", "tmp_bytes", "max_memory_bytes",
+        "stderr_bytes", "output_files", "output_bytes", "output_depth", "tmp_bytes", "max_memory_bytes", "data_bytes",
     ]
 
     func applyLimits(_ node: JSONNode, to limits: inout Limits) throws(ProfileError) {
@@ -281,6 +281,8 @@ struct Reader {
             case "output_depth": limits.outputDepth = Int(try integer(m.value, what, 0...1024))
             case "tmp_bytes": limits.tmpBytes = try integer(m.value, what, 0...Int64.max)
             case "max_memory_bytes": limits.maxMemoryBytes = try integer(m.value, what, 1...Int64.max)
+            // The size of a tmpfs, where 0 would mean no limit at all.
+            case "data_bytes": limits.dataBytes = try integer(m.value, what, 1...Int64.max)
             default: break
             }
         }

@@ -15,7 +15,7 @@ public enum FrameKind: UInt8, Sendable {
     // worker -> engine
     case hello = 10          // payload: WorkerHello JSON; sent once after preloading
     case spawned = 11        // payload: SpawnedChild JSON; descriptors: stdout, stderr, result, report (read ends), command (write end)
-    case exited = 13         // payload: ChildExit JSON; the child and every process of its pid namespace are gone
+    case exited = 13         // payload: ChildExit JSON; the child, every process of its pid namespace and of its slot's cgroup are gone
     case rejected = 14       // payload: {"message": ...}; the spawn or limits request failed
     case ack = 16            // payload: empty; the limits are in force
 }
@@ -199,19 +199,24 @@ public struct SpawnRequest: Codable, Sendable {
     public var limits: Limits
     /// A session's interpreter runs cells until its command pipe closes; any other child runs one and exits.
     public var session: Bool
+    /// Instead of `workdir`: /mnt/data is a tmpfs of this many bytes, made by the child, whose directory goes to the
+    /// engine with the child's other descriptors (the engine copies inputs in and collects from it).
+    public var dataBytes: Int64?
 
-    public init(workdir: String, slot: Int, filterKey: String, network: Bool, limits: Limits, session: Bool = false) {
+    public init(workdir: String, slot: Int, filterKey: String, network: Bool, limits: Limits, session: Bool = false,
+                dataBytes: Int64? = nil) {
         self.workdir = workdir
         self.slot = slot
         self.filterKey = filterKey
         self.network = network
         self.limits = limits
         self.session = session
+        self.dataBytes = dataBytes
     }
 
     enum CodingKeys: String, CodingKey {
         case workdir, slot, network, limits, session
-        case filterKey = "filter_key"
+        case filterKey = "filter_key", dataBytes = "data_bytes"
     }
 }
 
@@ -221,13 +226,16 @@ public struct SpawnedChild: Codable, Sendable {
     public var pid: Int32
     /// Threads of the zygote right before this fork (must be 1).
     public var zygoteThreads: Int
-    public init(pid: Int32, zygoteThreads: Int) {
+    /// A descriptor of the child's /mnt/data (its own tmpfs) follows the ChildDescriptor ones.
+    public var dataDirectory: Bool
+    public init(pid: Int32, zygoteThreads: Int, dataDirectory: Bool = false) {
         self.pid = pid
         self.zygoteThreads = zygoteThreads
+        self.dataDirectory = dataDirectory
     }
     enum CodingKeys: String, CodingKey {
         case pid
-        case zygoteThreads = "zygote_threads"
+        case zygoteThreads = "zygote_threads", dataDirectory = "data_directory"
     }
 }
 
@@ -259,6 +267,9 @@ public struct ChildExit: Codable, Sendable, Equatable {
     public var oomKilled: Bool
     /// The zygote killed it for using up its CPU allowance.
     public var cpuLimited = false
+    /// Processes stayed in the child's slot group however often the zygote killed them: the slot (its uid and
+    /// group) must not be given to another execution. Otherwise `exited` comes only once the group is empty.
+    public var slotLeaked = false
     public init(exitCode: Int32? = nil, signal: Int32? = nil, cpuMs: Int = 0, maxRssKb: Int = 0, oomKilled: Bool = false) {
         self.exitCode = exitCode
         self.signal = signal
@@ -269,6 +280,7 @@ public struct ChildExit: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case signal
         case exitCode = "exit_code", cpuMs = "cpu_ms", maxRssKb = "max_rss_kb", oomKilled = "oom_killed", cpuLimited = "cpu_limited"
+        case slotLeaked = "slot_leaked"
     }
 }
 
@@ -382,6 +394,9 @@ public struct ChildReport: Codable, Sendable, Equatable {
     /// engine resolves it with libseccomp).
     public var blockedSyscallNumber: Int32?
     public var blockedSyscall: String?
+    /// The filter stopped a call while the code had SIGSYS blocked: the kernel then ends the process with SIGSYS
+    /// before the reporting handler can run, so which call it was is not known.
+    public var blockedSyscallUnnamed = false
     /// Why the sandbox could not be set up (the user's code never ran).
     public var sandboxError: String?
     public var outcome: RuntimeOutcome?
@@ -421,12 +436,13 @@ public struct ChildReport: Codable, Sendable, Equatable {
         case outputLimited = "output_limited", stdoutTruncated = "stdout_truncated", stderrTruncated = "stderr_truncated"
         case blockedSyscall = "blocked_syscall", blockedSyscallNumber = "blocked_syscall_number", sandboxError = "sandbox_error", zygoteThreads = "zygote_threads"
         case interpreterAlive = "interpreter_alive", freshInterpreter = "fresh_interpreter"
+        case blockedSyscallUnnamed = "blocked_syscall_unnamed"
     }
 
     /// The status a user sees, from how the child ended. Order matters: the cause, not the symptom
     /// (a timed-out child also died of SIGKILL).
     public var status: ExecutionStatus {
-        if blockedSyscall != nil || blockedSyscallNumber != nil { return .blockedSyscall }
+        if blockedSyscall != nil || blockedSyscallNumber != nil || blockedSyscallUnnamed { return .blockedSyscall }
         if timedOut || cpuLimited { return .timeout }
         if memoryLimited { return .memoryLimit }
         if outputLimited { return .outputLimit }

@@ -136,6 +136,9 @@ public final class ExecutionEngine: Sendable {
         var retiredWorkers: [WorkerProcess] = []
     }
     let state = Mutex(State())
+    /// DATA/work.lock, held shared for the engine's life: an engine that starts while none holds it removes what
+    /// a killed one left in work/.
+    private let workLock: Int32
     let startLock = AsyncLock()
     private let nextChild = Atomic<UInt32>(0)
 
@@ -148,6 +151,11 @@ public final class ExecutionEngine: Sendable {
             try FileManager.default.createDirectory(atPath: configuration.dataDirectory + dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         }
+        workLock = open(configuration.dataDirectory + "/work.lock", O_RDONLY | O_CREAT | O_CLOEXEC, 0o600)
+        if workLock >= 0 && flock(workLock, LOCK_EX | LOCK_NB) == 0 {
+            Self.removeLeftoverWork(configuration.dataDirectory + "/work", logger: logger)
+        }
+        if workLock >= 0 { flock(workLock, LOCK_SH) }
         store = try FileStore(directory: configuration.dataDirectory)
         runs = SlotPool(count: configuration.slots, maxWaiting: configuration.maxQueued)
         let childSlots = SlotPool(count: configuration.statelessSlots)
@@ -242,16 +250,36 @@ public final class ExecutionEngine: Sendable {
         let key = PoolKey(profileName: request.profile, filterKey: filter.key, network: request.network && profile.network,
                           limits: profile.limits)
         let (warm, fromPool) = try await pool.take(key)
-        defer { retireWorkdir(warm.workdir) }
+        defer {
+            retireWorkdir(warm.workdir)
+            warm.child.releaseDataDirectory()
+        }
         var known: [String: FileStamp] = [:]
+        // The child's /mnt/data: its own tmpfs (the byte budget), or a host directory where there are no namespaces.
+        let data: Int32
+        do {
+            data = try openDataDirectory(warm)
+        } catch {
+            warm.child.kill()
+            _ = await warm.child.waitForExit()
+            if let message = warm.child.setupFailure() { throw EngineError(.sandboxSetup, message) }
+            throw error
+        }
+        defer { close(data) }
         do {
             if limits.memoryBytes < profile.limits.memoryBytes {
                 try await warm.child.setLimits(ChildLimits(memoryBytes: limits.memoryBytes))
             }
             for file in inputs {
                 let name = try FileNames.sanitize(file.name)
-                try copyFile(from: store.blobPath(for: file), intoDirectory: warm.workdir, name: name, owner: uidForSlot(warm.slot))
-                known[name] = FileStamp(path: warm.workdir + "/" + name)
+                do {
+                    try copyFile(from: store.blobPath(for: file), intoDirectoryFd: data, name: name, owner: uidForSlot(warm.slot))
+                } catch {
+                    guard warm.workdir.isEmpty && Self.isFull(data) else { throw error }
+                    throw EngineError(.tooLarge, "the input files do not fit in /mnt/data, whose budget is "
+                        + "\(Limits.describeBytes(limits.dataBytes)) (data_bytes of profile \"\(profile.name)\")")
+                }
+                known[name] = FileStamp(at: data, name: name)
             }
         } catch {
             warm.child.kill()
@@ -283,15 +311,68 @@ public final class ExecutionEngine: Sendable {
         var result = assemble(id: id, report: report, run: run, limits: limits, sessionId: nil)
         stages.storeMs = elapsedMs(since: started)
         started = monotonicSeconds()
-        let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention).collect(workdir: warm.workdir, known: known)
+        let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention).collect(directory: data, known: known)
         addCollected(collected, to: &result)
+        if warm.workdir.isEmpty && Self.isFull(data) {
+            result.stderr += "\n[codeinterp] /mnt/data reached its budget of \(Limits.describeBytes(limits.dataBytes)) (data_bytes of "
+                + "profile \"\(profile.name)\"): writes past it failed with ENOSPC (No space left on device).\n"
+        }
         stages.collectMs = elapsedMs(since: started)
         result.usage.record(stages)
         return result
     }
 
-    /// Removes a stateless child's /mnt/data.
+    /// A directory descriptor of a stateless child's /mnt/data (the caller closes it).
+    private func openDataDirectory(_ warm: WarmChild) throws(EngineError) -> Int32 {
+        let fd: Int32
+        if warm.workdir.isEmpty {
+            guard let own = warm.child.dataDirectory else {
+                throw EngineError(.sandboxSetup, "the sandbox did not hand over its /mnt/data")
+            }
+            fd = fcntl(own, F_DUPFD_CLOEXEC, 0)
+        } else {
+            fd = open(warm.workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        }
+        guard fd >= 0 else { throw EngineError(.workerFailed, "cannot open /mnt/data: \(String(cString: strerror(errno)))") }
+        return fd
+    }
+
+    /// Whether the file system of `directory` (a child's tmpfs) has no room left.
+    static func isFull(_ directory: Int32) -> Bool {
+        var st = statvfs()
+        return fstatvfs(directory, &st) == 0 && st.f_bavail == 0
+    }
+
+    deinit { if workLock >= 0 { close(workLock) } }
+
+    /// What an engine that was killed (kill -9, a crash) left in work/, removed when no other engine of the data
+    /// directory runs: stateless children's directories, spare interpreters' (empty) ones, upload spool files.
+    /// A spare's directory with files in it is a session's /mnt/data caught in the middle of its adoption: it
+    /// stays (for an operator, and the hourly sweep). Sessions' own directories are under sessions/, untouched.
+    static func removeLeftoverWork(_ work: String, logger: Logger) {
+        var removed = 0
+        for name in directoryEntryNames(atPath: work) ?? [] {
+            let path = work + "/" + name
+            if name.hasPrefix(".upload-") {
+                if unlink(path) == 0 { removed += 1 }
+            } else if name.hasPrefix("spare-") {
+                if rmdir(path) == 0 {
+                    removed += 1
+                } else {
+                    logger.warning("a spare interpreter's directory holds files (an adoption the stop interrupted); left in place",
+                                   metadata: ["path": "\(path)"])
+                }
+            } else if FileStore.canonicalID(name) != nil {
+                removeTree(path)
+                removed += 1
+            }
+        }
+        if removed > 0 { logger.info("removed what a stopped engine left in work/", metadata: ["entries": "\(removed)"]) }
+    }
+
+    /// Removes a stateless child's /mnt/data (nothing to do for a tmpfs of its own, which goes with the child).
     func retireWorkdir(_ path: String) {
+        guard !path.isEmpty else { return }
         removeTree(path)
         state.withLock { _ = $0.workdirs.remove(path) }
     }
@@ -313,8 +394,13 @@ public final class ExecutionEngine: Sendable {
             throw error
         }
         let slots = childSlots
-        // A refill that found no free slot gave up: the slot coming back is its cue to try again.
-        child.onExit { [weak self] in
+        // A refill that found no free slot gave up: the slot coming back is its cue to try again. The zygote says
+        // the child exited once its slot's group is empty too; a slot that keeps processes is never used again.
+        child.onExit { [weak self, logger = self.logger] in
+            if child.exitReport?.slotLeaked == true {
+                logger.error("a stateless slot keeps processes after its execution; it is out of use", metadata: ["slot": "\(slot)"])
+                return
+            }
             slots.release(slot)
             self?.pool.refill(key)
         }
@@ -337,9 +423,24 @@ public final class ExecutionEngine: Sendable {
         return WarmChild(child: child, slot: slot, workdir: workdir)
     }
 
-    /// A fresh /mnt/data under work/, and a child forked into `slot` for it.
+    /// Whether children make their /mnt/data a tmpfs of their byte budget (they have mount namespaces).
+    var childrenHaveOwnData: Bool {
+        state.withLock { s in s.hello.map { $0.isolation.root || $0.isolation.userNamespace } ?? false }
+    }
+
+    /// A fresh /mnt/data, and a child forked into `slot` for it: a tmpfs of its byte budget that the child makes
+    /// (its workdir is ""), where the host gives children mount namespaces; else an empty directory under work/
+    /// (a spare interpreter's becomes the session's when one adopts it).
     private func spawnAhead(_ key: PoolKey, slot: Int, session: Bool) async throws -> (SandboxChild, String) {
-        let workdir = "\(configuration.dataDirectory)/work/\(UUID().uuidString.lowercased())"
+        if childrenHaveOwnData, let worker = state.withLock({ $0.worker }), worker.isAlive {
+            let (_, filter) = try profile(key.profileName)
+            guard filter.key == key.filterKey else { throw EngineError(.profile, "profile \(key.profileName) changed") }
+            let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
+                workdir: "", slot: slot, filterKey: filter.key, network: key.network, limits: key.limits, session: session,
+                dataBytes: key.limits.dataBytes))
+            return (child, "")
+        }
+        let workdir = "\(configuration.dataDirectory)/work/\(session ? "spare-" : "")\(UUID().uuidString.lowercased())"
         state.withLock { _ = $0.workdirs.insert(workdir) }
         guard mkdir(workdir, 0o700) == 0 else {
             state.withLock { _ = $0.workdirs.remove(workdir) }
@@ -362,6 +463,14 @@ public final class ExecutionEngine: Sendable {
     /// then takes the place of the session's directory, and the spare's slot becomes the session's. False (the
     /// spare killed, the files where they were) when that cannot be done.
     private func adopt(_ spare: WarmChild, session: String, workdir: String) -> Bool {
+        if spare.workdir.isEmpty {
+            // Its /mnt/data is a tmpfs of its own: the session's files are copied in once the slot is the session's.
+            guard sessionSlots.adopt(session: session, spare: spare.slot) else {
+                spare.child.kill()
+                return false
+            }
+            return true
+        }
         enum Step { case adopted, filesStayed, slotRefused }
         let step = sessionBook.withDirectory(session) { () -> Step in
             guard moveEntries(from: workdir, to: spare.workdir) else { return .filesStayed }
@@ -416,12 +525,15 @@ public final class ExecutionEngine: Sendable {
             old.child.kill()
             _ = await old.child.waitForExit()
             old.child.closeDescriptors()
+            // What it wrote since its last cell (a thread of its own) is kept too.
+            _ = saveSessionData(evicted, from: old.child, release: true)
         }
         var interpreter = state.withLock { $0.interpreters[session.id] }
         if let i = interpreter, i.child.hasExited || !grant.wasLive {
             i.child.kill()
             _ = await i.child.waitForExit()
             i.child.closeDescriptors()
+            _ = saveSessionData(session.id, from: i.child, release: true)
             interpreter = nil
         }
         let fresh = interpreter == nil
@@ -436,12 +548,19 @@ public final class ExecutionEngine: Sendable {
                     interpreter = SessionInterpreter(child: warm.child, slot: warm.slot)
                     spare = true
                 } else {
+                    let ownData = childrenHaveOwnData
                     // A new interpreter may run as another uid than the one that wrote the session's files.
-                    if let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
+                    if !ownData, let uid = uidForSlot(grant.slot) { chownTree(workdir, to: uid) }
                     let child = try await worker.spawn(child: nextChild.add(1, ordering: .relaxed).newValue, SpawnRequest(
                         workdir: workdir, slot: grant.slot, filterKey: filter.key, network: key.network,
-                        limits: sessionLimits, session: true))
+                        limits: sessionLimits, session: true, dataBytes: ownData ? sessionLimits.dataBytes : nil))
                     interpreter = SessionInterpreter(child: child, slot: grant.slot)
+                }
+                if let data = interpreter!.child.dataDirectory {
+                    try fillSessionData(session.id, into: data, owner: uidForSlot(interpreter!.slot), budget: sessionLimits.dataBytes,
+                                        profile: profile.name)
+                } else if childrenHaveOwnData {
+                    throw EngineError(.sandboxSetup, "the sandbox did not hand over its /mnt/data")
                 }
                 // The slot given back by an adoption (or this profile's first session) makes the next spare.
                 if session.memoryBytes == nil { sessionPool.refill(key) }
@@ -478,11 +597,22 @@ public final class ExecutionEngine: Sendable {
             }
         }
         stages.runMs = elapsedMs(since: started)
+        // What the cell left in /mnt/data goes to the session's directory, which the collector then reads: its
+        // files outlive this interpreter and the engine. (Counted with the collection.)
+        let saving = monotonicSeconds()
+        let full = child.dataDirectory.map(Self.isFull) ?? false
+        let unsaved = saveSessionData(session.id, from: child, release: !alive)
+        let savedMs = elapsedMs(since: saving)
         try Task.checkCancellation()
         let report = try childReport(run, exit: exit, fresh: fresh, cpuMsBefore: interpreter!.cpuMs, session: true, limits: limits)
         started = monotonicSeconds()
         var result = assemble(id: request.id, report: report, run: run, limits: limits, sessionId: session.id)
         stages.storeMs = elapsedMs(since: started)
+        if let unsaved { Self.reportUnstored([unsaved], in: &result) }
+        if full {
+            result.stderr += "\n[codeinterp] /mnt/data reached its budget of \(Limits.describeBytes(sessionLimits.dataBytes)) (data_bytes of "
+                + "profile \"\(profile.name)\"): writes past it failed with ENOSPC (No space left on device).\n"
+        }
         if fresh && session.executionCount > 0 {
             result.stderr = "[codeinterp] this session's interpreter was restarted: variables, imports and functions "
                 + "from earlier executions are gone (files in /mnt/data are kept).\n" + result.stderr
@@ -499,9 +629,46 @@ public final class ExecutionEngine: Sendable {
         sessionBook.setStamps(session.id, collected.seen)
         addCollected(collected, to: &result)
         _ = try? store.touchSession(id: session.id, execution: true)
-        stages.collectMs = elapsedMs(since: started)
+        stages.collectMs = elapsedMs(since: started) + savedMs
         result.usage.record(stages)
         return result
+    }
+
+    /// Copies a session's files from its directory on disk into a new interpreter's /mnt/data (its tmpfs).
+    private func fillSessionData(_ session: String, into data: Int32, owner: uid_t?, budget: Int64, profile: String) throws {
+        try sessionBook.withDirectory(session) {
+            let disk = open(sessionDirectory(session), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard disk >= 0 else { throw EngineError(.workerFailed, "cannot open the session's directory: \(String(cString: strerror(errno)))") }
+            defer { close(disk) }
+            do {
+                try DirectoryMirror(owner: owner).mirror(from: disk, to: data)
+            } catch {
+                guard (error as? DirectoryMirror.Failure)?.errno == ENOSPC else { throw EngineError(.workerFailed, "cannot copy the session's files into /mnt/data: \(error)") }
+                throw EngineError(.tooLarge, "the session's files do not fit in /mnt/data, whose budget is \(Limits.describeBytes(budget)) "
+                    + "(data_bytes of profile \"\(profile)\"): delete some of them")
+            }
+        }
+    }
+
+    /// Saves what a session's interpreter holds in its /mnt/data (a tmpfs) to the session's directory on disk,
+    /// then (`release`: the interpreter is gone) lets the tmpfs go; nil when done (or nothing to do), else what
+    /// could not be saved. The release is under the directory's lock, which uploads hold while they use it.
+    func saveSessionData(_ session: String, from child: SandboxChild, release: Bool) -> String? {
+        guard child.dataDirectory != nil else { return nil }
+        return sessionBook.withDirectory(session) { () -> String? in
+            defer { if release { child.releaseDataDirectory() } }
+            guard let data = child.dataDirectory else { return nil }
+            let disk = open(sessionDirectory(session), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            // A session deleted meanwhile has nowhere to keep its files.
+            guard disk >= 0 else { return nil }
+            defer { close(disk) }
+            do {
+                try DirectoryMirror(owner: nil).mirror(from: data, to: disk)
+                return nil
+            } catch {
+                return "/mnt/data (not saved to the session's directory: \(error))"
+            }
+        }
     }
 
     /// Stops a session's interpreter (deleted or expired session).
@@ -563,6 +730,10 @@ public final class ExecutionEngine: Sendable {
             if report.signal == nil {
                 report.exitCode = exit.exitCode
                 report.signal = exit.signal
+                // Only a trap of the filter ends a sandboxed process with SIGSYS (its handler turns the trap into
+                // a named record, or exits otherwise; a SIGSYS sent by a process is ignored): with no record, the
+                // code had blocked the signal, and the kernel killed it at the forbidden call.
+                if exit.signal == SIGSYS && report.blockedSyscallNumber == nil { report.blockedSyscallUnnamed = true }
             }
             report.cpuMs = max(0, exit.cpuMs - (session ? cpuMsBefore : 0))
             report.maxRssKb = exit.maxRssKb
@@ -589,15 +760,22 @@ public final class ExecutionEngine: Sendable {
             blockedSyscall: report.blockedSyscall)
         result.error = result.error ?? Self.errorFor(report: report, limits: limits)
 
+        var unstored: [String] = []
         for (i, image) in (report.outcome?.displays ?? []).enumerated() {
             guard let bytes = Data(base64Encoded: image.data) else { continue }
             let ext = image.mimeType == "image/png" ? "png" : (image.mimeType.split(separator: "/").last.map(String.init) ?? "bin")
-            if let file = try? store.store(bytes: Array(bytes), name: "figure-\(i + 1).\(ext)", path: "", source: "assistant",
-                                           kind: "display", sessionId: sessionId, retention: configuration.fileRetention) {
+            let name = "figure-\(i + 1).\(ext)"
+            do {
+                // The store writes a temporary name and renames it only when complete: a failure leaves nothing.
+                let file = try store.store(bytes: Array(bytes), name: name, path: "", source: "assistant",
+                                           kind: "display", sessionId: sessionId, retention: configuration.fileRetention)
                 result.displays.append(Display(mimeType: file.mimeType, fileId: file.id))
                 result.files.append(file.ref(storePath: store.blobPath(for: file)))
+            } catch {
+                unstored.append("\(name) (\(error))")
             }
         }
+        Self.reportUnstored(unstored, in: &result)
         logger.debug("execution finished", metadata: ["execution_id": "\(result.id)", "status": "\(result.status.rawValue)",
                                                       "wall_ms": "\(report.wallMs)"])
         return result
@@ -607,6 +785,20 @@ public final class ExecutionEngine: Sendable {
         result.files.insert(contentsOf: collected.files.map { $0.ref(storePath: store.blobPath(for: $0)) }, at: 0)
         if !collected.skipped.isEmpty {
             result.stderr += "\n[codeinterp] not collected: " + collected.skipped.joined(separator: "; ") + "\n"
+        }
+        Self.reportUnstored(collected.unstored, in: &result)
+    }
+
+    /// Figures or files the code made that the store could not keep (a full disk): an execution that would
+    /// otherwise say `ok` fails and says which and why, rather than come back without them.
+    static func reportUnstored(_ unstored: [String], in result: inout ExecutionResult) {
+        guard !unstored.isEmpty else { return }
+        let what = "not stored: " + unstored.joined(separator: "; ")
+        result.stderr += "\n[codeinterp] \(what)\n"
+        if result.status == .ok {
+            result.status = .error
+            result.error = ExecutionError(name: "StorageError", value: "the output could not be kept, the execution's result is "
+                + "incomplete: \(what)", traceback: [])
         }
     }
 
@@ -622,7 +814,11 @@ public final class ExecutionEngine: Sendable {
         case .outputLimit:
             return ExecutionError(name: "OutputLimitExceeded", value: "output exceeded its limit many times over; the execution was stopped", traceback: [])
         case .blockedSyscall:
-            return ExecutionError(name: "BlockedSystemCall", value: "the sandbox stopped a forbidden system call: \(report.blockedSyscall ?? "?")", traceback: [])
+            guard let name = report.blockedSyscall else {
+                return ExecutionError(name: "BlockedSystemCall", value: "the sandbox stopped a forbidden system call (SIGSYS, signal 31); "
+                    + "the code had blocked SIGSYS, so the kernel ended the process at the call before it could be named", traceback: [])
+            }
+            return ExecutionError(name: "BlockedSystemCall", value: "the sandbox stopped a forbidden system call: \(name)", traceback: [])
         case .killed:
             let how = report.signal.map { "signal \($0) (\(String(cString: strsignal($0))))" } ?? "exit code \(report.exitCode ?? -1)"
             return ExecutionError(name: "ProcessKilled", value: "the interpreter process ended abruptly: \(how)", traceback: [])
@@ -642,7 +838,11 @@ public final class ExecutionEngine: Sendable {
             defer { s.worker = nil; s.interpreters = [:]; s.retiredWorkers = [] }
             return (s.worker, s.interpreters, s.retiredWorkers)
         }
-        for i in interpreters.values { i.child.kill() }
+        for (session, i) in interpreters {
+            // Files written since the session's last cell are kept, as its earlier ones are.
+            _ = saveSessionData(session, from: i.child, release: false)
+            i.child.kill()
+        }
         worker?.terminate()
         for old in retired { old.terminate() }
     }

@@ -25,6 +25,8 @@ struct FileCollector {
         var unlistedSkips = 0
         /// Every regular file found (relative path -> stamp), collected or unchanged.
         var seen: [String: FileStamp] = [:]
+        /// Files the store failed to keep (a full disk), with why: not a limit the code chose to exceed.
+        var unstored: [String] = []
 
         mutating func skip(_ reason: String) {
             if skipped.count < FileCollector.maxListedSkips { skipped.append(reason) } else { unlistedSkips += 1 }
@@ -36,10 +38,22 @@ struct FileCollector {
     /// Collects the regular files under `workdir`, except those whose stamp is in `known` unchanged (inputs
     /// copied in, or files a session's earlier cells already produced).
     func collect(workdir: String, known: [String: FileStamp] = [:]) -> Outcome {
+        let root = open(workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard root >= 0 else { return Outcome() }
+        return collect(root: root, known: known)
+    }
+
+    /// The same for the directory open as `directory` (left open for the caller).
+    func collect(directory: Int32, known: [String: FileStamp] = [:]) -> Outcome {
+        let root = fcntl(directory, F_DUPFD_CLOEXEC, 0)
+        guard root >= 0 else { return Outcome() }
+        return collect(root: root, known: known)
+    }
+
+    /// Walks from `root`, which it closes.
+    private func collect(root: Int32, known: [String: FileStamp]) -> Outcome {
         var outcome = Outcome()
         var bytes: Int64 = 0
-        let root = open(workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard root >= 0 else { return outcome }
         walk(dirFd: root, relative: "", depth: 0, bytes: &bytes, outcome: &outcome, known: known)
         outcome.files.sort { $0.path < $1.path }
         if outcome.unlistedSkips > 0 { outcome.skipped.append("and \(outcome.unlistedSkips) more") }
@@ -69,7 +83,7 @@ struct FileCollector {
                 let stamp = FileStamp(st)
                 outcome.seen[rel] = stamp
                 if known[rel] == stamp { continue }
-                guard outcome.files.count < limits.outputFiles else {
+                guard outcome.files.count + outcome.unstored.count < limits.outputFiles else {
                     outcome.skip("\(rel) (more than \(limits.outputFiles) files)")
                     continue
                 }
@@ -94,7 +108,7 @@ struct FileCollector {
                     outcome.skip("\(rel) (over the \(limits.outputBytes)-byte output limit)")
                 } catch {
                     // The store left nothing of it behind; say so rather than return a result without it.
-                    outcome.skip("\(rel) (could not be stored: \(error))")
+                    outcome.unstored.append("\(rel) (\(error))")
                 }
             default:
                 // Symlinks, fifos, sockets, devices: never followed, never collected.
@@ -120,6 +134,13 @@ struct FileStamp: Equatable, Sendable {
     init?(path: String) {
         var st = stat()
         guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        self.init(st)
+    }
+
+    /// The stamp of `name` in the directory open as `dirFd` (not following a symlink), or nil.
+    init?(at dirFd: Int32, name: String) {
+        var st = stat()
+        guard fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
         self.init(st)
     }
 }

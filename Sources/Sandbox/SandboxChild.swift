@@ -26,11 +26,14 @@ final class SandboxChild: Sendable {
         var closed = false
     }
     private let state = Mutex(State())
+    /// The child's own /mnt/data (a tmpfs of its byte budget), -1 once released or when it binds a host directory.
+    private let dataDirectoryFd: Mutex<Int32>
 
-    init(id: UInt32, pid: Int32, descriptors: [Int32], worker: WorkerProcess) {
+    init(id: UInt32, pid: Int32, descriptors: [Int32], dataDirectory: Int32 = -1, worker: WorkerProcess) {
         self.id = id
         self.pid = pid
         self.descriptors = descriptors
+        self.dataDirectoryFd = Mutex(dataDirectory)
         self.worker = worker
         var p: [Int32] = [-1, -1]
         if ci_pipe_cloexec(&p) == 0 {
@@ -44,11 +47,32 @@ final class SandboxChild: Sendable {
         }
     }
 
-    deinit { closeDescriptors() }
+    deinit {
+        closeDescriptors()
+        releaseDataDirectory()
+    }
+
+    /// A descriptor of the child's /mnt/data when it is a tmpfs of its own (inputs are copied in and files
+    /// collected through it); valid until `releaseDataDirectory`, whatever the child does meanwhile.
+    var dataDirectory: Int32? {
+        let fd = dataDirectoryFd.withLock { $0 }
+        return fd >= 0 ? fd : nil
+    }
+
+    /// Closes the descriptor of the child's /mnt/data: once the child is gone too, the tmpfs and its files go.
+    func releaseDataDirectory() {
+        let fd = dataDirectoryFd.withLock { fd in
+            defer { fd = -1 }
+            return fd
+        }
+        if fd >= 0 { close(fd) }
+    }
 
     func fd(_ d: ChildDescriptor) -> Int32 { descriptors[d.rawValue] }
 
     var hasExited: Bool { state.withLock { $0.exited } }
+    /// The zygote's account once the child is gone (nil before, or when the worker died).
+    var exitReport: ChildExit? { state.withLock { $0.exit } }
     /// Whether its worker runs and is the engine's current one (a warm child of a replaced worker is not used).
     var workerIsAlive: Bool { worker.isAlive && !worker.isRetired }
 

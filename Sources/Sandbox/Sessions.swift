@@ -224,7 +224,14 @@ extension ExecutionEngine {
         guard let file = try store.file(id: fileId), file.sessionId == session.id else { return false }
         if try store.currentFiles(sessionId: session.id).contains(where: { $0.id == file.id }), file.path.hasPrefix("/mnt/data/") {
             let relative = String(file.path.dropFirst("/mnt/data/".count))
-            sessionBook.withDirectory(session.id) { unlinkRelative(sessionDirectory(session.id), relative) }
+            sessionBook.withDirectory(session.id) {
+                unlinkRelative(sessionDirectory(session.id), relative)
+                // And from the live interpreter's own /mnt/data.
+                // (Held: its descriptor is released under this lock, or once nothing holds the child.)
+                if let child = state.withLock({ $0.interpreters[session.id]?.child }), let data = child.dataDirectory {
+                    withExtendedLifetime(child) { unlinkRelative(directoryFd: data, relative) }
+                }
+            }
             sessionBook.setStamp(session.id, path: relative, nil)
         }
         return try store.delete(id: file.id)
@@ -270,7 +277,31 @@ extension ExecutionEngine {
         do {
             try sessionBook.withDirectory(session.id) {
                 let owner = sessionSlots.slot(of: session.id).flatMap(uidForSlot)
+                // A live interpreter's /mnt/data is its own tmpfs: the file goes there first (where the byte budget
+                // may refuse it), then to the session's directory, which the next interpreter starts from.
+                // (Held: its descriptor is released under this lock, or once nothing holds the child.)
+                if let child = state.withLock({ $0.interpreters[session.id]?.child }), let data = child.dataDirectory {
+                    do {
+                        try withExtendedLifetime(child) {
+                            try copyFile(from: store.blobPath(for: file), intoDirectoryFd: data, name: relative, owner: owner)
+                        }
+                    } catch {
+                        guard ExecutionEngine.isFull(data) else { throw error }
+                        let budget = (try? self.profile(session.profile))?.0
+                        throw EngineError(.tooLarge, "\(relative) does not fit in the session's /mnt/data, whose budget is "
+                            + Limits.describeBytes(budget?.limits.dataBytes ?? 0) + " (data_bytes of profile \"\(budget?.name ?? session.profile)\")")
+                    }
+                }
                 try copyFile(from: store.blobPath(for: file), intoDirectory: sessionDirectory(session.id), name: relative, owner: owner)
+                if let child = state.withLock({ $0.interpreters[session.id]?.child }), let data = child.dataDirectory {
+                    // Both copies with one modification time: the next save finds the file unchanged, and the
+                    // collector does not take the upload for an output.
+                    var st = stat()
+                    if withExtendedLifetime(child, { fstatat(data, relative, &st, AT_SYMLINK_NOFOLLOW) }) == 0 {
+                        let times = [st.st_atim, st.st_mtim]
+                        utimensat(AT_FDCWD, sessionDirectory(session.id) + "/" + relative, times, AT_SYMLINK_NOFOLLOW)
+                    }
+                }
             }
         } catch {
             _ = try? store.delete(id: file.id)
@@ -293,6 +324,11 @@ func copyFile(from source: String, intoDirectory directory: String, name: String
     let dirFd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     guard dirFd >= 0 else { throw EngineError(.workerFailed, "cannot open \(directory): \(String(cString: strerror(errno)))") }
     defer { close(dirFd) }
+    try copyFile(from: source, intoDirectoryFd: dirFd, name: name, owner: owner)
+}
+
+/// The same into the directory open as `dirFd` (a child's own /mnt data, reachable only by descriptor).
+func copyFile(from source: String, intoDirectoryFd dirFd: Int32, name: String, owner: uid_t?) throws(EngineError) {
     let input = open(source, O_RDONLY | O_CLOEXEC)
     guard input >= 0 else { throw EngineError(.notFound, "cannot read \(source): \(String(cString: strerror(errno)))") }
     defer { close(input) }
@@ -345,16 +381,24 @@ func moveEntries(from source: String, to target: String) -> Bool {
 
 /// Unlinks `directory/relative` without following symlinks on the way.
 func unlinkRelative(_ directory: String, _ relative: String) {
-    var fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    unlinkRelative(directoryFd: fd, relative)
+    close(fd)
+}
+
+/// The same in the directory open as `directoryFd` (left open).
+func unlinkRelative(directoryFd: Int32, _ relative: String) {
+    var fd = fcntl(directoryFd, F_DUPFD_CLOEXEC, 0)
     let parts = relative.split(separator: "/").map(String.init)
     for part in parts.dropLast() where fd >= 0 {
         let next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         close(fd)
         fd = next
     }
-    guard fd >= 0, let last = parts.last else { return }
-    unlinkat(fd, last, 0)
-    close(fd)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    if let last = parts.last { unlinkat(fd, last, 0) }
 }
 
 /// Hands a session's /mnt/data to the uid its next interpreter runs as (without following symlinks).

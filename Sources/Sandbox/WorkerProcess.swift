@@ -248,20 +248,23 @@ final class WorkerProcess: Sendable {
             c?.resume(with: result.mapError { $0 as any Error })
         case .spawned:
             let info = try? JSONDecoder().decode(SpawnedChild.self, from: Data(frame.payload))
+            // The pipes, then (for a child with a /mnt/data of its own) its directory.
+            let n = ChildDescriptor.allCases.count + (info?.dataDirectory == true ? 1 : 0)
             let (c, fds) = state.withLock { s -> (CheckedContinuation<SandboxChild, any Error>?, [Int32]) in
-                let n = ChildDescriptor.allCases.count
                 guard s.descriptors.count >= n else { return (s.spawns.removeValue(forKey: frame.job), []) }
                 let fds = Array(s.descriptors.prefix(n))
                 s.descriptors.removeFirst(n)
                 return (s.spawns.removeValue(forKey: frame.job), fds)
             }
-            guard let info, fds.count == ChildDescriptor.allCases.count else {
+            guard let info, fds.count == n else {
                 for fd in fds { close(fd) }
                 kill(child: frame.job)
                 c?.resume(throwing: EngineError(.workerFailed, "the worker sent a child without its descriptors"))
                 return
             }
-            let child = SandboxChild(id: frame.job, pid: info.pid, descriptors: fds, worker: self)
+            let pipes = Array(fds.prefix(ChildDescriptor.allCases.count))
+            let child = SandboxChild(id: frame.job, pid: info.pid, descriptors: pipes,
+                                     dataDirectory: info.dataDirectory ? fds[pipes.count] : -1, worker: self)
             state.withLock { $0.children[frame.job] = child }
             if let c { c.resume(returning: child) } else { kill(child: frame.job) }
         case .ack:

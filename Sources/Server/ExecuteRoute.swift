@@ -82,8 +82,9 @@ extension CodeInterpServer {
                 "status": "\(result.status.rawValue)", "wall_ms": "\(result.usage.wallMs)", "cpu_ms": "\(result.usage.cpuMs)",
                 "files": "\(result.files.count)",
             ])
-            if let syscall = result.blockedSyscall {
-                log.warning("execution stopped by a blocked system call", metadata: ["syscall": "\(syscall)"])
+            if result.status == .blockedSyscall {
+                // Without a name when the code had blocked SIGSYS (the kernel ended it before the handler ran).
+                log.warning("execution stopped by a blocked system call", metadata: ["syscall": "\(result.blockedSyscall ?? "unknown")"])
             }
             return publish(result, keepStorePaths: local)
         } catch {

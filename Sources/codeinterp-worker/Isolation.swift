@@ -25,6 +25,8 @@ struct IsolationPlan {
     var sharedUidSlots: Int
     /// The operator's Python packages (`codeinterp packages`): bound read-only at the same path.
     var packages: String? = nil
+    /// /mnt/data is a tmpfs of this many bytes (not `workdir`), sent to the zygote on the ready channel.
+    var dataBytes: Int64? = nil
 }
 
 /// The isolation sequence of a child, in order. Runs in the forked child of the single-threaded zygote, as root
@@ -34,14 +36,15 @@ struct IsolationPlan {
 ///  1. own session, join the slot's cgroups
 ///  2. network and IPC namespaces of its own (empty), or the host's network where the profile allows it
 ///  3. own mount namespace; a new root on tmpfs: read-only /usr and /etc (secrets masked), minimal /dev,
-///     a /proc of this pid namespace only, tmpfs /tmp and /dev/shm, /mnt/data bound from the host workdir
+///     a /proc of this pid namespace only, tmpfs /tmp and /dev/shm, /mnt/data bound from the host workdir (or a
+///     tmpfs of the execution's byte budget, whose directory goes to the engine)
 ///  4. pivot into it, make / read-only, cwd /mnt/data
 ///  5. rlimits (a session's CPU is watched from outside, cell by cell)
 ///  6. drop the capability bounding set, the slot uid with no groups (root), every capability (user namespace),
 ///     not dumpable (no /proc/PID/mem, no ptrace, no core)
 ///  7. clean environment; 8. close inherited descriptors;
 ///  9. no_new_privs, SIGSYS reporter, seccomp filter (last)
-func isolate(_ plan: IsolationPlan, reportFd: Int32) throws(SystemCallError) {
+func isolate(_ plan: IsolationPlan, reportFd: Int32, readyFd: Int32) throws(SystemCallError) {
     setsid()
     for file in plan.cgroupProcs {
         guard writeFile(file, String(getpid())) else { throw SystemCallError(operation: "join cgroup \(file)", errno: errno) }
@@ -61,7 +64,7 @@ func isolate(_ plan: IsolationPlan, reportFd: Int32) throws(SystemCallError) {
     }
 
     if plan.namespaces {
-        try buildRoot(plan)
+        try buildRoot(plan, readyFd: readyFd)
     } else {
         try check("chdir \(plan.workdir)") { chdir(plan.workdir) }
     }
@@ -113,15 +116,15 @@ func isolate(_ plan: IsolationPlan, reportFd: Int32) throws(SystemCallError) {
 }
 
 /// Step 3 and 4: a fresh root on tmpfs with only what Python and the scientific stack need.
-private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
+private func buildRoot(_ plan: IsolationPlan, readyFd: Int32) throws(SystemCallError) {
     try check("unshare mount namespace") { ci_unshare(CI_CLONE_NEWNS) }
     try check("make mounts private") { mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) }
     // Opened in the new namespace (a bind source must belong to it) and before anything is mounted over its path.
-    let workdirFd = open(plan.workdir, CI_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-    guard workdirFd >= 0 else { throw SystemCallError(operation: "open workdir \(plan.workdir)", errno: errno) }
+    let workdirFd = plan.dataBytes != nil ? -1 : open(plan.workdir, CI_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard workdirFd >= 0 || plan.dataBytes != nil else { throw SystemCallError(operation: "open workdir \(plan.workdir)", errno: errno) }
     // Likewise the operator's packages (absent until some are added).
     let packagesFd = plan.packages.map { open($0, CI_O_PATH | O_DIRECTORY | O_CLOEXEC) } ?? -1
-    if let uid = plan.uid {
+    if let uid = plan.uid, workdirFd >= 0 {
         try check("chown workdir") { fchownat(workdirFd, "", uid, uid, CI_AT_EMPTY_PATH) }
     }
 
@@ -189,9 +192,21 @@ private func buildRoot(_ plan: IsolationPlan) throws(SystemCallError) {
     // The child's own pid namespace: only the execution's processes exist here. hidepid=2 matters where the
     // host gave no pid namespace per child (other slots' processes are then hidden by uid).
     try mountFs("proc", "\(root)/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
-    try mountFs("/proc/self/fd/\(workdirFd)", "\(root)/mnt/data", nil, MS_BIND, nil)
-    try remount("\(root)/mnt/data", extra: 0)
-    close(workdirFd)
+    if let bytes = plan.dataBytes {
+        // The byte budget: a tmpfs of its own, which the kernel ends with ENOSPC. The engine reaches it only
+        // through the descriptor sent here (it is in no other mount namespace), and it goes with the last of them.
+        let owner = plan.uid.map { ",uid=\($0),gid=\($0)" } ?? ""
+        try mountFs("tmpfs", "\(root)/mnt/data", "tmpfs", MS_NOSUID | MS_NODEV, "size=\(bytes),mode=0700\(owner)")
+        let dataFd = try check("open /mnt/data") { open("\(root)/mnt/data", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        var byte: UInt8 = 1
+        let sent = withUnsafeBytes(of: &byte) { b in withUnsafePointer(to: dataFd) { ci_send_with_fds(readyFd, b.baseAddress, 1, $0, 1) } }
+        close(dataFd)
+        guard sent == 1 else { throw SystemCallError(operation: "hand /mnt/data to the zygote", errno: errno) }
+    } else {
+        try mountFs("/proc/self/fd/\(workdirFd)", "\(root)/mnt/data", nil, MS_BIND, nil)
+        try remount("\(root)/mnt/data", extra: 0)
+        close(workdirFd)
+    }
 
     // pivot_root(".", ".") stacks the old root under the new one; detaching "." then drops it.
     try check("chdir new root") { chdir(root) }

@@ -232,6 +232,15 @@ final class SlotCgroups {
         CgroupLayout.oomKills(readSmallFile(layout.oomFile(name, slot: slot)))
     }
 
+    /// Whether nothing of the slot's last child is left: no process in the group, and (where the controller
+    /// says) no task the pids controller still counts. A group that is gone holds nothing.
+    func isDrained(slot: Int) -> Bool {
+        guard layout.isEmpty(readSmallFile(layout.emptinessFile(name, slot: slot))) else { return false }
+        guard let text = readSmallFile(layout.pidsCurrentFile(name, slot: slot)),
+              let count = text.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) }) else { return true }
+        return count == 0
+    }
+
     /// SIGKILLs every process left in the slot; true when the slot is empty.
     @discardableResult
     func killAll(slot: Int) -> Bool {

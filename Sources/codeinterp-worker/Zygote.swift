@@ -25,6 +25,8 @@ private struct Isolating {
     let threads: Int
     /// The engine's ends of the child's pipes (ChildDescriptor order).
     let engineEnds: [Int32]
+    /// Its own /mnt/data (a tmpfs), once the child has sent it on the ready channel.
+    var dataDirectory: Int32 = -1
 }
 
 /// The zygote: a single-threaded poll loop that forks isolated children ahead of their code, hands their
@@ -45,6 +47,10 @@ final class Zygote {
     private var children: [pid_t: Child] = [:]
     /// Children still confining themselves, by the read end of their ready pipe.
     private var isolating: [Int32: Isolating] = [:]
+    /// Children reaped whose slot's cgroup still counts a process (one that left the pid namespace's teardown
+    /// late, or a host without a pid namespace per child): their `exited`, which frees the slot for the next
+    /// execution's uid and group, waits until the group is empty.
+    private var draining: [(slot: Int, id: UInt32, exit: ChildExit, since: Double)] = []
     /// (memory bytes, processes) last written to each slot's cgroups: most executions use the same profile.
     private var slotSettings: [Int: [Int64]] = [:]
     private let baseAddressSpace: UInt64
@@ -88,9 +94,10 @@ final class Zygote {
             fds += readyPipes.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             // While a session's cell runs, its CPU time is checked ten times a second.
             let watching = children.values.contains { $0.cpuDeadlineMs != nil && !$0.killed }
-            let n = poll(&fds, nfds_t(fds.count), watching ? 100 : -1)
+            let n = poll(&fds, nfds_t(fds.count), !draining.isEmpty ? 5 : watching ? 100 : -1)
             if n < 0 && errno != EINTR { shutdown(code: 1) }
             if watching { enforceCPUAllowances() }
+            if !draining.isEmpty { finishDraining() }
             if fds[0].revents != 0 {
                 let r = read(control, &buffer, buffer.count)
                 if r <= 0 && !(r < 0 && errno == EINTR) { shutdown(code: 0) }
@@ -99,7 +106,7 @@ final class Zygote {
                     drainFrames()
                 }
             }
-            for (i, fd) in readyPipes.enumerated() where fds[2 + i].revents != 0 { announce(readyPipe: fd) }
+            for (i, fd) in readyPipes.enumerated() where fds[2 + i].revents != 0 { readyChannel(fd) }
             if fds[1].revents != 0 {
                 ci_drain_signalfd(sigchld)
                 reap()
@@ -165,9 +172,11 @@ final class Zygote {
             pipes.append(p)
         }
         // The child closes its end once it is confined (with every other descriptor, isolation step 8): then, and
-        // not before, the engine may hand it work and move its /mnt/data.
+        // not before, the engine may hand it work and move its /mnt/data. A socket: before that, a child with a
+        // /mnt/data of its own sends its directory on it.
         var ready: [Int32] = [-1, -1]
-        try check("pipe") { ci_pipe_cloexec(&ready) }
+        try check("socketpair") { ci_socketpair_cloexec(&ready) }
+        _ = fcntl(ready[0], F_SETFL, fcntl(ready[0], F_GETFL) | O_NONBLOCK)
         pipes.append(ready)
         let settings = [request.limits.memoryBytes + (64 << 20), Int64(request.limits.processes)]
         if let cgroups, slotSettings[request.slot] != settings {
@@ -183,7 +192,7 @@ final class Zygote {
             cgroupProcs: cgroups?.procsFiles(slot: request.slot) ?? [], filter: filter,
             baseAddressSpace: baseAddressSpace, namespaces: namespaces.report.root || namespaces.report.userNamespace,
             ownPidNamespace: ownPidNamespace >= 0, session: request.session, sharedUidSlots: config.slots,
-            packages: config.packages)
+            packages: config.packages, dataBytes: request.dataBytes)
         let oomBefore = cgroups?.oomKills(slot: request.slot) ?? 0
 
         // A pid namespace per child: the interpreter is its pid 1, and when it ends the kernel ends every process
@@ -218,12 +227,32 @@ final class Zygote {
         isolating[ready[0]] = Isolating(id: id, pid: pid, threads: threads, engineEnds: engineEnds)
     }
 
+    /// Something on a child's ready channel: its /mnt/data directory, or the end of the channel (the child is
+    /// confined, or dead).
+    private func readyChannel(_ fd: Int32) {
+        var byte: UInt8 = 0
+        var received: [Int32] = [-1, -1]
+        while true {
+            var count: Int32 = 0
+            let n = received.withUnsafeMutableBufferPointer { ci_recv_with_fds(fd, &byte, 1, $0.baseAddress, 2, &count) }
+            for d in received.prefix(Int(count)) {
+                if isolating[fd]?.dataDirectory == -1 { isolating[fd]?.dataDirectory = d } else { Glibc.close(d) }
+            }
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            announce(readyPipe: fd)
+            return
+        }
+    }
+
     /// The child behind `readyPipe` is confined (or dead): its descriptors go to the engine.
     private func announce(readyPipe: Int32) {
         guard let child = isolating.removeValue(forKey: readyPipe) else { return }
         Glibc.close(readyPipe)
-        sendJSON(.spawned, job: child.id, SpawnedChild(pid: child.pid, zygoteThreads: child.threads), fds: child.engineEnds)
-        for fd in child.engineEnds { Glibc.close(fd) }
+        let data = child.dataDirectory >= 0 ? [child.dataDirectory] : []
+        sendJSON(.spawned, job: child.id, SpawnedChild(pid: child.pid, zygoteThreads: child.threads, dataDirectory: !data.isEmpty),
+                 fds: child.engineEnds + data)
+        for fd in child.engineEnds + data { Glibc.close(fd) }
     }
 
     /// The child: wire its descriptors, confine itself, then run cells from the command pipe (one, or a
@@ -232,7 +261,7 @@ final class Zygote {
         ci_unblock_all_signals_and_reset()
         // Out of the way first: a pipe may already sit on a number another one is about to take.
         // The ready pipe above the child's six descriptors, where isolation step 8 closes it.
-        _ = fcntl(readyFd, F_DUPFD_CLOEXEC, 16)
+        let ready = fcntl(readyFd, F_DUPFD_CLOEXEC, 16)
         Glibc.close(readyFd)
         let ends = ChildDescriptor.allCases.map { d in fcntl(pipes[d.rawValue][d == .command ? 0 : 1], F_DUPFD_CLOEXEC, 16) }
         let devnull = open("/dev/null", O_RDONLY)
@@ -240,7 +269,7 @@ final class Zygote {
         for d in ChildDescriptor.allCases { dup2(ends[d.rawValue], d.childFd) }
         let report = ChildDescriptor.report.childFd
         do {
-            try isolate(plan, reportFd: report)
+            try isolate(plan, reportFd: report, readyFd: ready)
         } catch {
             _ = writeAll(report, Array("Esandbox setup failed at \(error)".utf8.prefix(1000)))
             _exit(121)
@@ -357,12 +386,41 @@ final class Zygote {
                 oomKilled: (cgroups?.oomKills(slot: child.slot) ?? 0) > child.oomKillsBefore)
             var report = exit
             report.cpuLimited = child.cpuLimited
+            // (A session's slot may already hold its next child, forked after this one was killed: then the group
+            // is that child's, and nothing in it is this one's to kill.)
+            if let cgroups, !children.values.contains(where: { $0.slot == child.slot }), !cgroups.isDrained(slot: child.slot) {
+                cgroups.killAll(slot: child.slot)
+                draining.append((child.slot, child.id, report, monotonicSeconds()))
+                continue
+            }
             sendJSON(.exited, job: child.id, report)
         }
     }
 
+    /// Sends the `exited` of reaped children whose slot group is empty now; kills what is still in the others. A
+    /// group that stays populated (a process this namespace cannot see, or one stuck in the kernel) is reported
+    /// as leaked after a while, so that the execution ends and its slot is never handed out again.
+    private func finishDraining() {
+        guard let cgroups else { return }
+        var still: [(slot: Int, id: UInt32, exit: ChildExit, since: Double)] = []
+        for entry in draining {
+            if cgroups.isDrained(slot: entry.slot) || children.values.contains(where: { $0.slot == entry.slot }) {
+                sendJSON(.exited, job: entry.id, entry.exit)
+            } else if monotonicSeconds() - entry.since > 5 {
+                var exit = entry.exit
+                exit.slotLeaked = true
+                FileHandle.standardError.write(Data("codeinterp-worker: slot \(entry.slot) keeps processes after its child's end\n".utf8))
+                sendJSON(.exited, job: entry.id, exit)
+            } else {
+                cgroups.killAll(slot: entry.slot)
+                still.append(entry)
+            }
+        }
+        draining = still
+    }
+
     private func shutdown(code: Int32) -> Never {
-        for (fd, child) in isolating { for end in [fd] + child.engineEnds { Glibc.close(end) } }
+        for (fd, child) in isolating { for end in [fd, child.dataDirectory] + child.engineEnds where end >= 0 { Glibc.close(end) } }
         isolating = [:]
         for child in children.values { kill(child) }
         // Wait (briefly) for the children, so that their groups are empty and can be removed.

@@ -170,7 +170,7 @@ func minimalProfile(extra: String = "", rules: String = #"{"names": ["read"], "a
                                          directory: nil)
         let seven = Limits(wallSeconds: 7, cpuSeconds: 7, memoryBytes: 7, processes: 7, fileSizeBytes: 7, openFiles: 7,
                            stdoutBytes: 7, stderrBytes: 7, outputFiles: 7, outputBytes: 7, outputDepth: 7, tmpBytes: 7,
-                           maxMemoryBytes: 7)
+                           maxMemoryBytes: 7, dataBytes: 7)
         #expect(p.limits == seven)
     }
 

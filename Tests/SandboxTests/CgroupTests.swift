@@ -1,5 +1,6 @@
 import Foundation
 import InterpreterCore
+import Synchronization
 import Testing
 @testable import Sandbox
 #if canImport(Glibc)
@@ -154,4 +155,62 @@ struct CgroupTests {
         stopped = true
         #expect(HostCgroups.groups("\(tag)-c-") == [])
     }
+
+    /// A stateless slot goes to the next execution only once its group counts no process: a leftover the child's
+    /// end did not take along (here a process of the zygote's namespace moved into the slot, as one would stay on
+    /// a host without a pid namespace per child) is killed before the slot is handed out, not left to share the
+    /// next execution's uid and group.
+    @Test func aSlotIsFreedOnlyOnceItsGroupIsEmpty() async throws {
+        let engine = EngineFixture.engine
+        _ = try await EngineFixture.run("1")
+        guard let worker = engine.workerProcessID,
+              let zygote = (try? String(contentsOfFile: "/proc/\(worker)/task/\(worker)/children", encoding: .utf8))?
+                .split(separator: " ").first.flatMap({ Int32($0) }) else {
+            Issue.record("cannot find the zygote")
+            return
+        }
+        // A process in the zygote's pid namespace (which it can see and kill), outside the execution's.
+        let leftover = Process()
+        leftover.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        leftover.arguments = ["--target", "\(zygote)", "--pid", "--", "/bin/sleep", "120"]
+        try leftover.run()
+        defer { if leftover.isRunning { leftover.terminate() } }
+        var sleeper: Int32?
+        for _ in 0..<500 where sleeper == nil {
+            sleeper = (try? String(contentsOfFile: "/proc/\(leftover.processIdentifier)/task/\(leftover.processIdentifier)/children",
+                                   encoding: .utf8))?.split(separator: " ").first.flatMap { Int32($0) }
+            if sleeper == nil { usleep(10_000) }
+        }
+        guard let sleeper else {
+            Issue.record("nsenter started no process")
+            return
+        }
+
+        let moved = MovedInto()
+        let r = try await engine.execute(ExecutionRequest(
+            code: "import time\nprint(open('/proc/self/cgroup').read(), flush=True)\ntime.sleep(3)\n'done'")) { kind, bytes in
+            guard kind == .stdout, moved.group.withLock({ $0 == nil }) else { return }
+            // v2: "0::/path"; v1: a line per hierarchy, the pids one counts the slot's processes.
+            let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map { $0.split(separator: ":", maxSplits: 2) }
+            let group = lines.first { $0.count == 3 && $0[1] == "pids" }.map { "/sys/fs/cgroup/pids\($0[2])" }
+                ?? lines.first { $0.count == 3 && $0[1].isEmpty }.map { "/sys/fs/cgroup\($0[2])" }
+            guard let group else { return }
+            let written = (try? "\(sleeper)".write(toFile: group + "/cgroup.procs", atomically: false, encoding: .utf8)) != nil
+            moved.group.withLock { $0 = written ? group : "" }
+        }
+        #expect(r.status == .ok && r.result?["text/plain"] == "'done'", "\(r.status) \(r.stderr)")
+        guard let group = moved.group.withLock({ $0 }), !group.isEmpty else {
+            Issue.record("could not move a process into the execution's slot group")
+            return
+        }
+        // The slot was emptied for the next execution: the leftover was killed, well before its 120 s.
+        leftover.waitUntilExit()
+        #expect(leftover.terminationReason == .uncaughtSignal && leftover.terminationStatus == SIGKILL,
+                "the leftover in \(group) ended with \(leftover.terminationReason.rawValue)/\(leftover.terminationStatus)")
+    }
+}
+
+/// Where the test moved its leftover process (set once, from the output callback).
+private final class MovedInto: Sendable {
+    let group = Mutex<String?>(nil)
 }

@@ -145,6 +145,73 @@ struct SessionTests {
         #expect(throws: EngineError.self) { try engine.sessionFiles(sessionId: other.id) }
     }
 
+    /// A profile whose /mnt/data holds 8 MiB (a file, as operators pass one), for the budget's tests.
+    static let smallDataProfile: String = {
+        // Next to the default profile it extends (a base is looked up in the extending profile's directory).
+        let dir = EngineFixture.dataDirectory + "-profiles"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try? FileManager.default.createSymbolicLink(atPath: dir + "/default.json",
+                                                    withDestinationPath: EngineFixture.packageRoot.appendingPathComponent("sandbox-profiles/default.json").path)
+        let text = #"{"name": "small-data", "extends": "default", "limits": {"data_bytes": 8388608}}"#
+        _ = FileManager.default.createFile(atPath: dir + "/small-data.json", contents: Data(text.utf8))
+        return dir + "/small-data.json"
+    }()
+
+    @Test func aSessionWritesNoMoreThanItsByteBudget() async throws {
+        let session = try engine.createSession(SessionOptions(profile: Self.smallDataProfile))
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let upload = try engine.addSessionFile(sessionId: session.id, name: "input.csv", bytes: Array(repeating: UInt8(ascii: "1"), count: 1 << 20))
+        let fill = try await run(#"""
+            written = 0
+            try:
+                for i in range(4):
+                    with open(f'part{i}', 'wb') as f:
+                        for _ in range(4):
+                            f.write(b'\0' * (1 << 20)); written += 1
+                r = 'no error'
+            except OSError as e:
+                r = e.strerror
+            (written < 8, r)
+            """#, in: session)
+        #expect(fill.status == .ok && fill.result?["text/plain"] == "(True, 'No space left on device')",
+                "\(fill.status) \(fill.result?["text/plain"] ?? "") \(fill.stderr)")
+        #expect(fill.stderr.contains("/mnt/data reached its budget of 8 MiB"), "\(fill.stderr)")
+        // The budget is the session's, not the cell's: the next cell finds it still full...
+        let more = try await run("open('more', 'wb').write(b'x' * (1 << 20))", in: session)
+        #expect(more.status == .error && more.error?.value.contains("No space left on device") == true, "\(more.status) \(more.error?.value ?? "")")
+        // ...and what is on disk for the session is within it too.
+        let onDisk = try FileManager.default.contentsOfDirectory(atPath: engine.sessionDirectory(session.id)).reduce(Int64(0)) { total, name in
+            total + ((try FileManager.default.attributesOfItem(atPath: engine.sessionDirectory(session.id) + "/" + name)[.size] as? Int64) ?? 0)
+        }
+        #expect(onDisk <= 8 << 20, "\(onDisk) bytes of the session on disk")
+        // An upload that does not fit is refused, saying why; deleting files makes room again.
+        #expect(throws: EngineError.self) { _ = try engine.addSessionFile(sessionId: session.id, name: "big.bin", bytes: Array(repeating: 0, count: 2 << 20)) }
+        let freed = try await run("import os\nfor n in os.listdir('.'):\n    n.startswith('part') and os.remove(n)\nopen('after', 'wb').write(b'y' * (1 << 20))", in: session)
+        #expect(freed.status == .ok, "\(freed.error?.value ?? "")")
+        // The uploaded file survived all of it, and a fresh interpreter (after a timeout) starts with the files.
+        _ = try await run("import time\ntime.sleep(10)", in: session, timeout: 0.5)
+        let listing = try await run("import os\nsorted(os.listdir('.'))", in: session)
+        #expect(listing.result?["text/plain"] == "['after', 'input.csv', 'more']", "\(listing.result?["text/plain"] ?? "") \(listing.stderr)")
+        #expect(!listing.files.contains { $0.id == upload.id })
+    }
+
+    @Test func filesOfEveryKindOutliveTheInterpreter() async throws {
+        let session = try engine.createSession(SessionOptions())
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let made = try await run(#"""
+            import os
+            os.makedirs('deep/er'); open('deep/er/x.txt', 'w').write('x'); os.symlink('deep/er/x.txt', 'link')
+            fd = os.open(b'\xff\xfe.bin', os.O_CREAT | os.O_WRONLY); os.write(fd, b'raw'); os.close(fd)
+            'made'
+            """#, in: session)
+        #expect(made.status == .ok, "\(made.error?.value ?? "")")
+        // A timeout ends the interpreter; the next one starts from the session's directory on disk.
+        _ = try await run("import time\ntime.sleep(10)", in: session, timeout: 0.5)
+        let seen = try await run("import os\n(sorted(os.listdir(b'.')), os.readlink('link'), open('deep/er/x.txt').read(), open(b'\\xff\\xfe.bin', 'rb').read())", in: session)
+        #expect(seen.result?["text/plain"] == "([b'deep', b'link', b'\\xff\\xfe.bin'], 'deep/er/x.txt', 'x', b'raw')",
+                "\(seen.result?["text/plain"] ?? "") \(seen.stderr)")
+    }
+
     @Test func unusableFileNamesAreRefused() throws {
         #expect(try FileNames.sanitize("../../etc/passwd") == "passwd")
         #expect(try FileNames.sanitize("C:\\Users\\me\\report.xlsx") == "report.xlsx")

@@ -309,11 +309,20 @@ class DataDirectoryFull(unittest.TestCase):
             self.assertEqual(r["status"], "error")
             self.assertIn("No space left on device", r["error"]["value"])
             self.assertEqual(r["files"], [])
+            # A figure that cannot be stored fails the execution, by name, rather than vanish from an `ok`.
+            status, r = server.request("POST", "/v1/execute", {"code": "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"})
+            self.assertEqual((status, r["status"], r["error"]["name"]), (200, "error", "StorageError"), r)
+            self.assertIn("figure-1.png", r["error"]["value"])
+            self.assertIn("No space left on device", r["error"]["value"])
+            self.assertEqual((r["displays"], r["files"]), ([], []))
             status, r = server.upload(session, "big.bin", os.urandom(8 << 20))
             self.assertEqual(status, 507, r)
             self.assertEqual(r["error"]["code"], "insufficient_storage")
+            # The cell's write lands in the session's /mnt/data (a tmpfs of its byte budget); what cannot be saved to
+            # the full disk is said, and the file stays in /mnt/data, to be saved once there is room.
             status, r = server.request("POST", "/v1/execute", {"code": "open('cell.bin', 'wb').write(b'y' * 5_000_000)", "session_id": session})
-            self.assertEqual((status, r["status"]), (200, "error"), r)
+            self.assertEqual((status, r["status"], r["error"]["name"]), (200, "error", "StorageError"), r)
+            self.assertIn("No space left on device", r["error"]["value"])
             # Nothing half-written is kept or served.
             self.assertEqual(integrity(data), ([], [], []))
             status, listing = server.request("GET", f"/v1/sessions/{session}/files")
@@ -326,9 +335,10 @@ class DataDirectoryFull(unittest.TestCase):
             server.wait_healthy()
             status, r = server.request("POST", "/v1/execute", {"code": "open('after.bin', 'wb').write(b'z' * 1_000_000)\n'ok'", "session_id": session})
             self.assertEqual((status, r["status"]), (200, "ok"), r)
-            self.assertEqual([f["name"] for f in r["files"]], ["after.bin"])
-            status, body = server.download(r["files"][0])
-            self.assertEqual((status, len(body)), (200, 1_000_000))
+            self.assertEqual([f["name"] for f in r["files"]], ["after.bin", "cell.bin"])
+            for f, size in zip(r["files"], (1_000_000, 5_000_000)):  # whole, never half
+                status, body = server.download(f)
+                self.assertEqual((status, len(body)), (200, size))
             status, _ = server.upload(session, "again.csv", b"c\n3\n")
             self.assertEqual(status, 201)
         finally:

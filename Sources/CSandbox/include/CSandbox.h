@@ -15,6 +15,8 @@ extern const int CI_O_PATH, CI_AT_EMPTY_PATH;
 int ci_unshare(int flags);
 /// pipe2(fds, O_CLOEXEC)
 int ci_pipe_cloexec(int fds[2]);
+/// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): a child's ready channel, which can carry a descriptor.
+int ci_socketpair_cloexec(int fds[2]);
 int ci_setresuid(uid_t uid);
 int ci_setresgid(gid_t gid);
 /// The MS_* flags a bind remount of `path` must keep (the kernel refuses to clear locked ro/noexec/atime flags).
