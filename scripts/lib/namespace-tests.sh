@@ -9,7 +9,8 @@ log "Swift tests"
 swift test --skip-build "$@"
 
 # The sandbox again as an unprivileged user: the zygote then builds everything in a user namespace, with one
-# host uid for every execution. Tenants must stay as far apart as they do under root.
+# host uid for every execution. Tenants must stay as far apart as they do under root. One test at a time: under one
+# uid, every execution shares one process allowance, and the fork bomb of one suite would starve another's forks.
 if [ $# -eq 0 ] && [ -n "${UNPRIVILEGED_USER:-}" ] \
    && ! runuser -u "$UNPRIVILEGED_USER" -- test -x "$ROOT/.build/debug/codeinterpPackageTests.xctest" -a -r "$ROOT/sandbox-profiles/default.json"; then
   log "SKIPPED: the sandbox tests as $UNPRIVILEGED_USER (this checkout, $ROOT, is not readable by other users)"
@@ -17,7 +18,7 @@ elif [ $# -eq 0 ] && [ -n "${UNPRIVILEGED_USER:-}" ]; then
   log "sandbox tests as the unprivileged user $UNPRIVILEGED_USER (user namespaces)"
   runuser -u "$UNPRIVILEGED_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 \
     CODEINTERP_TEST_UNPRIVILEGED=1 \
-    "$ROOT/.build/debug/codeinterpPackageTests.xctest" --testing-library swift-testing \
+    "$ROOT/.build/debug/codeinterpPackageTests.xctest" --testing-library swift-testing --no-parallel \
     --filter 'SandboxTests\.(TenantIsolationTests|AttackTests|LimitTests|SessionTests|ExecutionTests|AdversarialCorpusTests)'
 fi
 
