@@ -86,21 +86,7 @@ struct DirectoryMirror {
         let temp = ".mirror-" + UUID().uuidString.lowercased()
         let output = openat(target, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(st.st_mode & 0o777))
         guard output >= 0 else { throw Failure(path: relative, errno: errno) }
-        var failed: Int32 = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        copying: while true {
-            let n = read(input, &buffer, buffer.count)
-            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-            if n < 0 { failed = errno; break }
-            if n == 0 { break }
-            var offset = 0
-            while offset < n {
-                let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, n - offset) }
-                if w < 0 && errno == EINTR { continue }
-                if w < 0 { failed = errno; break copying }
-                offset += w
-            }
-        }
+        var failed = copyContents(of: input, to: output)
         if failed == 0 {
             if let owner { fchown(output, owner, owner) }
             let times = [st.st_atim, st.st_mtim]

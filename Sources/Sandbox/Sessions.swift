@@ -335,21 +335,7 @@ func copyFile(from source: String, intoDirectoryFd dirFd: Int32, name: String, o
     let temp = ".upload-" + UUID().uuidString.lowercased()
     let output = openat(dirFd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
     guard output >= 0 else { throw EngineError(.workerFailed, "cannot create \(name): \(String(cString: strerror(errno)))") }
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    var failed: Int32 = 0
-    copying: while true {
-        let n = read(input, &buffer, buffer.count)
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { failed = errno; break }
-        if n == 0 { break }
-        var offset = 0
-        while offset < n {
-            let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, n - offset) }
-            if w < 0 && errno == EINTR { continue }
-            if w < 0 { failed = errno; break copying }
-            offset += w
-        }
-    }
+    var failed = copyContents(of: input, to: output)
     if let owner, failed == 0 { _ = fchown(output, owner, owner) }
     close(output)
     // A directory (or anything else) the code left under that name is not replaced.
@@ -357,6 +343,25 @@ func copyFile(from source: String, intoDirectoryFd dirFd: Int32, name: String, o
     if failed != 0 {
         unlinkat(dirFd, temp, 0)
         throw EngineError(.workerFailed, "cannot write \(name) into /mnt/data: \(String(cString: strerror(failed)))")
+    }
+}
+
+/// Copies what `input` has from its offset to EOF into `output`, retrying interrupted calls; 0, or the errno
+/// of the read or write that failed.
+func copyContents(of input: Int32, to output: Int32) -> Int32 {
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = read(input, &buffer, buffer.count)
+        if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+        if n < 0 { return errno }
+        if n == 0 { return 0 }
+        var offset = 0
+        while offset < n {
+            let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, n - offset) }
+            if w < 0 && errno == EINTR { continue }
+            if w < 0 { return errno }
+            offset += w
+        }
     }
 }
 
