@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// A forked child as the zygote knows it: a pid, a slot, nothing of what it prints or computes.
-private struct Child {
+struct Child {
     let id: UInt32
     let pid: pid_t
     let slot: Int
@@ -19,7 +19,7 @@ private struct Child {
 }
 
 /// A child forked but still confining itself: its descriptors go to the engine once it is done (or dead).
-private struct Isolating {
+struct Isolating {
     let id: UInt32
     let pid: pid_t
     let threads: Int
@@ -35,27 +35,31 @@ private struct Isolating {
 /// It holds no tenant data: a child's stdout, stderr, outcome and code travel between the child and the engine on
 /// pipes the zygote closed its ends of right after the fork. What the next fork copies is the preloaded
 /// interpreter and this loop's bookkeeping (pids and slots).
+///
+/// Here: its state, the poll loop and the engine's frames. Forking and handing children over: Zygote+Spawn;
+/// the child's own side after the fork: ChildMain; limits set from outside: Zygote+Limits; killing, reaping
+/// and slot draining: Zygote+Reaping. Every part runs on the one thread of the zygote.
 final class Zygote {
-    private let config: WorkerConfig
-    private let python: EmbeddedPython
-    private let namespaces: ZygoteNamespaces.Entered
-    private let cgroups: SlotCgroups?
-    private let control: Int32
-    private let sigchld: Int32
-    private var decoder = FrameDecoder()
-    private var filters: [String: [UInt8]] = [:]
-    private var children: [pid_t: Child] = [:]
+    let config: WorkerConfig
+    let python: EmbeddedPython
+    let namespaces: ZygoteNamespaces.Entered
+    let cgroups: SlotCgroups?
+    let control: Int32
+    let sigchld: Int32
+    var decoder = FrameDecoder()
+    var filters: [String: [UInt8]] = [:]
+    var children: [pid_t: Child] = [:]
     /// Children still confining themselves, by the read end of their ready pipe.
-    private var isolating: [Int32: Isolating] = [:]
+    var isolating: [Int32: Isolating] = [:]
     /// Children reaped whose slot's cgroup still counts a process (one that left the pid namespace's teardown
     /// late, or a host without a pid namespace per child): their `exited`, which frees the slot for the next
     /// execution's uid and group, waits until the group is empty.
-    private var draining: [(slot: Int, id: UInt32, exit: ChildExit, since: Double)] = []
+    var draining: [(slot: Int, id: UInt32, exit: ChildExit, since: Double)] = []
     /// (memory bytes, processes) last written to each slot's cgroups: most executions use the same profile.
-    private var slotSettings: [Int: [Int64]] = [:]
-    private let baseAddressSpace: UInt64
+    var slotSettings: [Int: [Int64]] = [:]
+    let baseAddressSpace: UInt64
     /// Our own pid namespace: after each fork into a new one, the namespace for further children is reset to it.
-    private let ownPidNamespace: Int32
+    let ownPidNamespace: Int32
 
     init(config: WorkerConfig, python: EmbeddedPython, namespaces: ZygoteNamespaces.Entered, cgroups: SlotCgroups?) throws(WorkerError) {
         self.config = config
@@ -153,273 +157,7 @@ final class Zygote {
         }
     }
 
-    private func spawn(id: UInt32, _ request: SpawnRequest) throws {
-        guard let filter = filters[request.filterKey] else { throw WorkerError("unknown seccomp filter \(request.filterKey)") }
-        guard request.slot >= 0 && request.slot < config.slots else { throw WorkerError("slot \(request.slot) out of range") }
-        guard !children.values.contains(where: { $0.slot == request.slot && !$0.killed }) else {
-            throw WorkerError("slot \(request.slot) is busy")
-        }
-        // Forking a multi-threaded process copies locks held by threads that do not exist in the child.
-        let threads = Int(ci_thread_count())
-        guard threads == 1 else { throw WorkerError("refusing to fork: the zygote has \(threads) threads") }
-
-        // Pipes, in ChildDescriptor order; the child keeps one end of each, the engine gets the other.
-        var pipes: [[Int32]] = []
-        defer { for p in pipes { for fd in p where fd >= 0 { Glibc.close(fd) } } }
-        for _ in ChildDescriptor.allCases {
-            var p: [Int32] = [-1, -1]
-            try check("pipe") { ci_pipe_cloexec(&p) }
-            pipes.append(p)
-        }
-        // The child closes its end once it is confined (with every other descriptor, isolation step 8): then, and
-        // not before, the engine may hand it work and move its /mnt/data. A socket: before that, a child with a
-        // /mnt/data of its own sends its directory on it.
-        var ready: [Int32] = [-1, -1]
-        try check("socketpair") { ci_socketpair_cloexec(&ready) }
-        _ = fcntl(ready[0], F_SETFL, fcntl(ready[0], F_GETFL) | O_NONBLOCK)
-        pipes.append(ready)
-        let settings = [request.limits.memoryBytes + (64 << 20), Int64(request.limits.processes)]
-        if let cgroups, slotSettings[request.slot] != settings {
-            guard cgroups.configure(slot: request.slot, memoryBytes: settings[0], processes: request.limits.processes) else {
-                throw WorkerError("cannot set up the cgroup of slot \(request.slot) (\(cgroups.description)): not running without its limits")
-            }
-            slotSettings[request.slot] = settings
-        }
-        let plan = IsolationPlan(
-            workdir: request.workdir,
-            uid: namespaces.report.root ? config.uidBase + UInt32(request.slot) : nil,
-            limits: request.limits, network: request.network, hostNetworkFd: namespaces.hostNetworkFd,
-            cgroupProcs: cgroups?.procsFiles(slot: request.slot) ?? [], filter: filter,
-            baseAddressSpace: baseAddressSpace, namespaces: namespaces.report.root || namespaces.report.userNamespace,
-            ownPidNamespace: ownPidNamespace >= 0, session: request.session, sharedUidSlots: config.slots,
-            packages: config.packages, dataBytes: request.dataBytes)
-        let oomBefore = cgroups?.oomKills(slot: request.slot) ?? 0
-
-        // A pid namespace per child: the interpreter is its pid 1, and when it ends the kernel ends every process
-        // it started. unshare(CLONE_NEWPID) affects only the next fork; setns puts further forks back in ours.
-        if ownPidNamespace >= 0 { try check("unshare pid namespace") { ci_unshare(CI_CLONE_NEWPID) } }
-        EmbeddedPython.beforeFork()
-        let pid = ci_fork()
-        let forkErrno = errno
-        if pid == 0 {
-            EmbeddedPython.afterForkInChild()
-            childMain(plan: plan, pipes: pipes, readyFd: ready[1], session: request.session)
-        }
-        EmbeddedPython.afterForkInParent()
-        if ownPidNamespace >= 0 && ci_setns(ownPidNamespace, CI_CLONE_NEWPID) != 0 {
-            // Every further child would land in this one's namespace: no longer safe to serve.
-            FileHandle.standardError.write(Data("codeinterp-worker: cannot return to the zygote's pid namespace\n".utf8))
-            shutdown(code: 5)
-        }
-        guard pid > 0 else { throw WorkerError("fork: \(String(cString: strerror(forkErrno)))") }
-        children[pid] = Child(id: id, pid: pid, slot: request.slot, oomKillsBefore: oomBefore)
-        // Ours: the read ends of the child's output pipes and the write end of its command pipe.
-        var engineEnds: [Int32] = []
-        for d in ChildDescriptor.allCases {
-            let keep = d == .command ? 1 : 0
-            engineEnds.append(pipes[d.rawValue][keep])
-            pipes[d.rawValue][keep] = -1
-            Glibc.close(pipes[d.rawValue][1 - keep])
-            pipes[d.rawValue][1 - keep] = -1
-        }
-        Glibc.close(ready[1])
-        pipes.removeLast()
-        isolating[ready[0]] = Isolating(id: id, pid: pid, threads: threads, engineEnds: engineEnds)
-    }
-
-    /// Something on a child's ready channel: its /mnt/data directory, or the end of the channel (the child is
-    /// confined, or dead).
-    private func readyChannel(_ fd: Int32) {
-        var byte: UInt8 = 0
-        var received: [Int32] = [-1, -1]
-        while true {
-            var count: Int32 = 0
-            let n = received.withUnsafeMutableBufferPointer { ci_recv_with_fds(fd, &byte, 1, $0.baseAddress, 2, &count) }
-            for d in received.prefix(Int(count)) {
-                if isolating[fd]?.dataDirectory == -1 { isolating[fd]?.dataDirectory = d } else { Glibc.close(d) }
-            }
-            if n > 0 { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
-            announce(readyPipe: fd)
-            return
-        }
-    }
-
-    /// The child behind `readyPipe` is confined (or dead): its descriptors go to the engine.
-    private func announce(readyPipe: Int32) {
-        guard let child = isolating.removeValue(forKey: readyPipe) else { return }
-        Glibc.close(readyPipe)
-        let data = child.dataDirectory >= 0 ? [child.dataDirectory] : []
-        sendJSON(.spawned, job: child.id, SpawnedChild(pid: child.pid, zygoteThreads: child.threads, dataDirectory: !data.isEmpty),
-                 fds: child.engineEnds + data)
-        for fd in child.engineEnds + data { Glibc.close(fd) }
-    }
-
-    /// The child: wire its descriptors, confine itself, then run cells from the command pipe (one, or a
-    /// session's many). Never returns.
-    private func childMain(plan: IsolationPlan, pipes: [[Int32]], readyFd: Int32, session: Bool) -> Never {
-        ci_unblock_all_signals_and_reset()
-        // Out of the way first: a pipe may already sit on a number another one is about to take.
-        // The ready pipe above the child's six descriptors, where isolation step 8 closes it.
-        let ready = fcntl(readyFd, F_DUPFD_CLOEXEC, 16)
-        Glibc.close(readyFd)
-        let ends = ChildDescriptor.allCases.map { d in fcntl(pipes[d.rawValue][d == .command ? 0 : 1], F_DUPFD_CLOEXEC, 16) }
-        let devnull = open("/dev/null", O_RDONLY)
-        dup2(devnull, 0)
-        for d in ChildDescriptor.allCases { dup2(ends[d.rawValue], d.childFd) }
-        let report = ChildDescriptor.report.childFd
-        do {
-            try isolate(plan, reportFd: report, readyFd: ready)
-        } catch {
-            _ = writeAll(report, Array("Esandbox setup failed at \(error)".utf8.prefix(1000)))
-            _exit(121)
-        }
-        python.afterFork()
-        cellLoop(oneShot: !session)
-    }
-
-    /// Reads a cell, runs it, answers with two NUL-terminated records on fd 3 (the runtime's outcome JSON, then
-    /// `{"cpu_ms":..,"max_rss_kb":..}` of the interpreter's life so far). A one-shot child then exits.
-    private func cellLoop(oneShot: Bool) -> Never {
-        let command = ChildDescriptor.command.childFd, result = ChildDescriptor.result.childFd
-        while true {
-            var header = [UInt8](repeating: 0, count: CellMessage.headerSize)
-            guard readExactly(command, &header) else { _exit(0) }
-            let (length, memory) = CellMessage.decodeHeader(header)
-            var code = [UInt8](repeating: 0, count: length)
-            guard readExactly(command, &code) else { _exit(0) }
-            if memory > 0 {
-                // Lower only. A session keeps its hard limit, so a later cell may have the profile's again.
-                var current = rlimit()
-                getrlimit(__rlimit_resource_t(UInt32(CI_RLIMIT_AS)), &current)
-                let hard = UInt64(current.rlim_max)
-                let soft = min(hard, baseAddressSpace + memory)
-                _ = ci_setrlimit(CI_RLIMIT_AS, soft, oneShot ? soft : hard)
-            }
-            python.runCell(String(decoding: code, as: UTF8.self), resultFd: result, keepOpen: true, oneShot: oneShot)
-            var me = rusage(), children = rusage()
-            getrusage(RUSAGE_SELF.rawValue, &me)
-            getrusage(RUSAGE_CHILDREN.rawValue, &children)
-            let cpuMs = milliseconds(me.ru_utime) + milliseconds(me.ru_stime)
-                + milliseconds(children.ru_utime) + milliseconds(children.ru_stime)
-            // A one-shot child that is alone now (one thread, no other process in its namespace, no signal handler
-            // of the user's able to run) can change nothing any more: the engine may collect /mnt/data without
-            // waiting for the kernel to tear this process down.
-            var alone = false
-            if oneShot {
-                ci_block_all_signals()
-                alone = ci_thread_count() == 1
-                    && (directoryEntryNames(atPath: "/proc") ?? []).filter({ $0.allSatisfy { $0.isNumber } }) == ["\(getpid())"]
-            }
-            let usage = "{\"cpu_ms\":\(cpuMs),\"max_rss_kb\":\(max(me.ru_maxrss, children.ru_maxrss)),\"alone\":\(alone)}"
-            guard writeAll(result, [0] + Array(usage.utf8) + [0]) else { _exit(0) }
-            if oneShot { _exit(0) }
-        }
-    }
-
-    /// Limits from outside: a session's CPU allowance for its next cell, a request's lower memory. Neither needs
-    /// CAP_SYS_RESOURCE (a container's root rarely has it): CPU is watched here, memory is the slot's cgroup.
-    private func apply(_ limits: ChildLimits, to id: UInt32) throws {
-        guard let child = children.values.first(where: { $0.id == id }) else { throw WorkerError("no child \(id)") }
-        if let cpu = limits.cpuSeconds {
-            guard let used = cpuMilliseconds(of: child.pid) else {
-                throw WorkerError("cannot read the CPU time of child \(child.pid)")
-            }
-            children[child.pid]?.cpuDeadlineMs = used + cpu * 1000
-        }
-        if let memory = limits.memoryBytes, let cgroups {
-            let settings = [memory + (64 << 20), slotSettings[child.slot]?.last ?? 0]
-            cgroups.configure(slot: child.slot, memoryBytes: settings[0], processes: Int(settings[1]))
-            slotSettings[child.slot] = settings
-        }
-    }
-
-    private func enforceCPUAllowances() {
-        for child in children.values {
-            guard let deadline = child.cpuDeadlineMs, !child.killed, let used = cpuMilliseconds(of: child.pid), used > deadline else { continue }
-            children[child.pid]?.cpuLimited = true
-            children[child.pid]?.killed = true
-            kill(child)
-        }
-    }
-
-    /// CPU time of a child and the descendants it reaped, from our own /proc (see ZygoteNamespaces).
-    private func cpuMilliseconds(of pid: pid_t) -> Int? {
-        guard namespaces.report.zygoteProc, let stat = readSmallFile("/proc/\(pid)/stat"),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        // Fields after "(comm)": state is field 3; utime, stime, cutime, cstime are fields 14-17.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 14 else { return nil }
-        let ticks = fields[11...14].compactMap { Int($0) }.reduce(0, +)
-        return ticks * 1000 / max(1, sysconf(Int32(_SC_CLK_TCK)))
-    }
-
-    /// Kills the child; the kernel then kills every process of its pid namespace.
-    private func kill(_ child: Child) {
-        Glibc.kill(child.pid, SIGKILL)
-        if ownPidNamespace < 0 {
-            // No pid namespace per child on this host: the process group and the slot's cgroup are all we have.
-            Glibc.kill(-child.pid, SIGKILL)
-            cgroups?.killAll(slot: child.slot)
-        }
-    }
-
-    private func reap() {
-        while true {
-            var status: Int32 = 0
-            var usage = rusage()
-            let pid = wait4(-1, &status, WNOHANG, &usage)
-            if pid <= 0 { return }
-            // As pid 1 of its namespace the zygote may also reap strays of hosts without per-child namespaces.
-            guard let child = children.removeValue(forKey: pid) else { continue }
-            // Died while confining itself: the engine learns of it before it learns of its end.
-            if let fd = isolating.first(where: { $0.value.pid == pid })?.key { announce(readyPipe: fd) }
-            if ownPidNamespace < 0 {
-                Glibc.kill(-child.pid, SIGKILL)
-                cgroups?.killAll(slot: child.slot)
-            }
-            let exit = ChildExit(
-                exitCode: ci_wifexited(status) != 0 ? ci_wexitstatus(status) : nil,
-                signal: ci_wifsignaled(status) != 0 ? ci_wtermsig(status) : nil,
-                cpuMs: milliseconds(usage.ru_utime) + milliseconds(usage.ru_stime),
-                maxRssKb: Int(usage.ru_maxrss),
-                oomKilled: (cgroups?.oomKills(slot: child.slot) ?? 0) > child.oomKillsBefore)
-            var report = exit
-            report.cpuLimited = child.cpuLimited
-            // (A session's slot may already hold its next child, forked after this one was killed: then the group
-            // is that child's, and nothing in it is this one's to kill.)
-            if let cgroups, !children.values.contains(where: { $0.slot == child.slot }), !cgroups.isDrained(slot: child.slot) {
-                cgroups.killAll(slot: child.slot)
-                draining.append((child.slot, child.id, report, monotonicSeconds()))
-                continue
-            }
-            sendJSON(.exited, job: child.id, report)
-        }
-    }
-
-    /// Sends the `exited` of reaped children whose slot group is empty now; kills what is still in the others. A
-    /// group that stays populated (a process this namespace cannot see, or one stuck in the kernel) is reported
-    /// as leaked after a while, so that the execution ends and its slot is never handed out again.
-    private func finishDraining() {
-        guard let cgroups else { return }
-        var still: [(slot: Int, id: UInt32, exit: ChildExit, since: Double)] = []
-        for entry in draining {
-            if cgroups.isDrained(slot: entry.slot) || children.values.contains(where: { $0.slot == entry.slot }) {
-                sendJSON(.exited, job: entry.id, entry.exit)
-            } else if monotonicSeconds() - entry.since > 5 {
-                var exit = entry.exit
-                exit.slotLeaked = true
-                FileHandle.standardError.write(Data("codeinterp-worker: slot \(entry.slot) keeps processes after its child's end\n".utf8))
-                sendJSON(.exited, job: entry.id, exit)
-            } else {
-                cgroups.killAll(slot: entry.slot)
-                still.append(entry)
-            }
-        }
-        draining = still
-    }
-
-    private func shutdown(code: Int32) -> Never {
+    func shutdown(code: Int32) -> Never {
         for (fd, child) in isolating { for end in [fd, child.dataDirectory] + child.engineEnds where end >= 0 { Glibc.close(end) } }
         isolating = [:]
         for child in children.values { kill(child) }
@@ -435,16 +173,4 @@ final class Zygote {
     }
 }
 
-private func milliseconds(_ t: timeval) -> Int { Int(t.tv_sec) * 1000 + Int(t.tv_usec) / 1000 }
-
-/// Reads exactly `buffer.count` bytes; false on EOF or error.
-private func readExactly(_ fd: Int32, _ buffer: inout [UInt8]) -> Bool {
-    var offset = 0
-    while offset < buffer.count {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return false }
-        offset += n
-    }
-    return true
-}
+func milliseconds(_ t: timeval) -> Int { Int(t.tv_sec) * 1000 + Int(t.tv_usec) / 1000 }
