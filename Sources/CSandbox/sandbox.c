@@ -70,6 +70,11 @@ int ci_load_seccomp_filter(const void *instructions, size_t byte_count) {
 }
 
 static int sigsys_report_fd = -1;
+// The report frames the handlers write, prepared by ci_install_sigsys_reporter: a handler may not build them.
+static unsigned char sigsys_frame[32];
+static size_t sigsys_frame_count, sigsys_number_offset;
+static unsigned char sigxcpu_frame[32];
+static size_t sigxcpu_frame_count;
 
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1  // si_code of a seccomp trap (<asm-generic/siginfo.h>, which clashes with <signal.h>)
@@ -80,10 +85,12 @@ static void sigsys_handler(int sig, siginfo_t *info, void *ctx) {
     // Only the filter's trap names a call; a SIGSYS another process sent carries no call number to report.
     if (info->si_code != SYS_SECCOMP) return;
     if (sigsys_report_fd >= 0) {
-        unsigned char record[5] = {'S'};
+        // A copy on this thread's stack: two threads may trap at once.
+        unsigned char record[sizeof sigsys_frame];
+        memcpy(record, sigsys_frame, sigsys_frame_count);
         int32_t nr = info->si_syscall;
-        memcpy(record + 1, &nr, sizeof nr);  // little endian on every architecture we build for
-        ssize_t ignored = write(sigsys_report_fd, record, sizeof record);
+        memcpy(record + sigsys_number_offset, &nr, sizeof nr);  // little endian on every architecture we build for
+        ssize_t ignored = write(sigsys_report_fd, record, sigsys_frame_count);
         (void)ignored;
     }
     // The call was not executed; end the whole process (every thread) as the kill action would have. Not with
@@ -96,15 +103,25 @@ static void sigsys_handler(int sig, siginfo_t *info, void *ctx) {
 static void sigxcpu_handler(int sig) {
     (void)sig;
     if (sigsys_report_fd >= 0) {
-        unsigned char record[2] = {'K', SIGXCPU};
-        ssize_t ignored = write(sigsys_report_fd, record, sizeof record);
+        ssize_t ignored = write(sigsys_report_fd, sigxcpu_frame, sigxcpu_frame_count);
         (void)ignored;
     }
     syscall(SYS_exit_group, 128 + SIGXCPU);
     for (;;) pause();
 }
 
-int ci_install_sigsys_reporter(int report_fd) {
+int ci_install_sigsys_reporter(int report_fd, const unsigned char *blocked_frame, size_t blocked_count,
+                               size_t number_offset, const unsigned char *cpu_frame, size_t cpu_count) {
+    if (blocked_count > sizeof sigsys_frame || number_offset + sizeof(int32_t) > blocked_count
+        || cpu_count > sizeof sigxcpu_frame) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(sigsys_frame, blocked_frame, blocked_count);
+    sigsys_frame_count = blocked_count;
+    sigsys_number_offset = number_offset;
+    memcpy(sigxcpu_frame, cpu_frame, cpu_count);
+    sigxcpu_frame_count = cpu_count;
     sigsys_report_fd = report_fd;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -1,23 +1,33 @@
-/// The protocol between the engine (server or CLI) and the zygote, over one stream socket.
+/// One framing for every pipe between the engine and the worker: the zygote's control socket, and a child's
+/// command pipe, result descriptor (fd 3) and report descriptor (fd 5).
 ///
-/// A frame is `u32 length (little endian, of what follows) | u8 kind | u32 job | payload`; payloads are JSON. The
-/// zygote only forks, confines and reaps: a child's output never passes through it. `spawned` carries the child's
-/// descriptors (SCM_RIGHTS, attached to the frame's bytes), and the engine talks to the child directly.
-///
-/// For `spawn`, `limits`, `kill` and every answer, `job` is the engine's id of the child.
+/// A frame is `u32 length (little endian, of what follows) | u8 kind | u32 job | payload`. On the control socket
+/// payloads are JSON and `job` is the engine's id of the child (for `spawn`, `limits`, `kill` and every answer);
+/// on a child's own pipes `job` is 0. The zygote only forks, confines and reaps: a child's output never passes
+/// through it. `spawned` carries the child's descriptors (SCM_RIGHTS, attached to the frame's bytes), and the
+/// engine talks to the child directly. A reader acts on the kinds of its own channel and ignores any other.
 public enum FrameKind: UInt8, Sendable {
-    // engine -> worker
+    // engine -> zygote, on the control socket
     case loadFilter = 1      // payload: FilterLoad JSON; job unused
     case spawn = 2           // payload: SpawnRequest JSON: fork and isolate a child that then waits for its code
     case kill = 3            // payload: empty; kill the child and everything it started
     case shutdown = 4
     case limits = 5          // payload: ChildLimits JSON; answered by `ack` once applied (prlimit from outside)
-    // worker -> engine
+    // zygote -> engine, on the control socket
     case hello = 10          // payload: WorkerHello JSON; sent once after preloading
     case spawned = 11        // payload: SpawnedChild JSON; descriptors: stdout, stderr, result, report (read ends), command (write end)
     case exited = 13         // payload: ChildExit JSON; the child, every process of its pid namespace and of its slot's cgroup are gone
     case rejected = 14       // payload: {"message": ...}; the spawn or limits request failed
     case ack = 16            // payload: empty; the limits are in force
+    // engine -> child, on its command pipe
+    case cell = 20           // payload: CellCommand (u64 memory allowance | UTF-8 code)
+    // child -> engine, on its result descriptor: per cell an outcome, then its usage
+    case outcome = 30        // payload: RuntimeOutcome JSON, written by the Python runtime
+    case usage = 31          // payload: {"cpu_ms":..,"max_rss_kb":..,"alone":..} of the interpreter's life so far
+    // child -> engine, on its report descriptor (ChildReportRecord)
+    case blockedSyscall = 40 // payload: i32, the call's number
+    case signalled = 41      // payload: i32, the signal
+    case setupFailed = 42    // payload: UTF-8 text
 }
 
 /// The descriptors of a child, in the order `spawned` passes them, and the numbers they have inside the child.
@@ -35,64 +45,92 @@ public enum ChildDescriptor: Int, CaseIterable, Sendable {
     }
 }
 
-/// Cells travel to a child's command pipe as `u32 code length | u64 memory allowance | UTF-8 code` (little
-/// endian). A memory allowance above 0 lowers the interpreter's address-space limit (code + that many bytes)
-/// before the code runs: a limit may only be lowered from inside, which is all a request may ask for.
-public enum CellMessage {
-    public static let headerSize = 12
+/// A cell as it travels to a child's command pipe: a `cell` frame whose payload is `u64 memory allowance (little
+/// endian) | UTF-8 code`. A memory allowance above 0 lowers the interpreter's address-space limit (the zygote's
+/// size plus that many bytes) before the code runs: a limit may only be lowered from inside, which is all a
+/// request may ask for.
+public struct CellCommand: Equatable, Sendable {
+    public var code: String
+    public var memoryBytes: UInt64
 
-    public static func encode(_ code: String, memoryBytes: Int64 = 0) -> [UInt8] {
-        let bytes = Array(code.utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(headerSize + bytes.count)
-        withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: UInt64(max(0, memoryBytes)).littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: bytes)
-        return out
+    public init(code: String, memoryBytes: Int64 = 0) {
+        self.code = code
+        self.memoryBytes = UInt64(max(0, memoryBytes))
     }
 
-    /// (code length, memory allowance) from a header of `headerSize` bytes.
-    public static func decodeHeader(_ h: [UInt8]) -> (length: Int, memoryBytes: UInt64) {
-        var length: UInt32 = 0, memory: UInt64 = 0
-        for i in (0..<4).reversed() { length = length << 8 | UInt32(h[i]) }
-        for i in (4..<12).reversed() { memory = memory << 8 | UInt64(h[i]) }
-        return (Int(length), memory)
+    public init?(_ frame: Frame) {
+        guard frame.kind == .cell, frame.payload.count >= 8 else { return nil }
+        memoryBytes = frame.payload.littleEndianInteger(at: 0)
+        code = String(decoding: frame.payload[8...], as: UTF8.self)
+    }
+
+    public var frame: Frame {
+        var payload = [UInt8]()
+        payload.reserveCapacity(8 + code.utf8.count)
+        withUnsafeBytes(of: memoryBytes.littleEndian) { payload.append(contentsOf: $0) }
+        payload.append(contentsOf: code.utf8)
+        return Frame(kind: .cell, payload: payload)
     }
 }
 
 /// What a child writes on its report descriptor, which only the engine reads: the sandbox's own account of how
-/// the interpreter ended, apart from the runtime's output.
+/// the interpreter ended, apart from the runtime's output. Each record is one frame.
 public enum ChildReportRecord: Equatable, Sendable {
-    /// `S` + i32 (little endian): a kill rule of the profile stopped this system call.
+    /// A kill rule of the profile stopped this system call (written by the SIGSYS handler).
     case blockedSyscall(Int32)
-    /// `K` + u8: the interpreter (pid 1 of its namespace, where the kernel ignores its own fatal signals) was
-    /// asked to die by this signal and did.
+    /// The interpreter (pid 1 of its namespace, where the kernel ignores its own fatal signals) was asked to die
+    /// by this signal and did (written by the runtime, or by the SIGXCPU handler).
     case signalled(Int32)
-    /// `E` + UTF-8 to the end: isolation failed before any user code ran.
+    /// Isolation failed before any user code ran.
     case setupFailed(String)
 
-    /// Parses everything the child wrote (unknown or partial records are ignored: user code can write here too,
-    /// and can only mislabel its own result).
-    public static func parse(_ bytes: [UInt8]) -> [ChildReportRecord] {
+    /// Report frames are small; a longer one is skipped unread.
+    public static let maxPayload = 4096
+
+    public init?(_ frame: Frame) {
+        switch frame.kind {
+        case .blockedSyscall where frame.payload.count == 4:
+            self = .blockedSyscall(Int32(bitPattern: frame.payload.littleEndianInteger(at: 0)))
+        case .signalled where frame.payload.count == 4:
+            self = .signalled(Int32(bitPattern: frame.payload.littleEndianInteger(at: 0)))
+        case .setupFailed:
+            self = .setupFailed(String(decoding: frame.payload.prefix(2000), as: UTF8.self))
+        default:
+            return nil
+        }
+    }
+
+    public var frame: Frame {
+        func number(_ kind: FrameKind, _ value: Int32) -> Frame {
+            Frame(kind: kind, payload: withUnsafeBytes(of: value.littleEndian) { Array($0) })
+        }
+        switch self {
+        case .blockedSyscall(let nr): return number(.blockedSyscall, nr)
+        case .signalled(let signal): return number(.signalled, signal)
+        case .setupFailed(let message): return Frame(kind: .setupFailed, payload: Array(message.utf8))
+        }
+    }
+
+    /// What the SIGSYS handler writes, prepared before any signal can come: a `blockedSyscall` frame whose call
+    /// number the handler stores (i32, little endian) at `numberOffset` of its own copy, then writes in a single
+    /// `write` (nothing in a signal handler may allocate or format).
+    public static var blockedSyscallTemplate: (bytes: [UInt8], numberOffset: Int) {
+        (ChildReportRecord.blockedSyscall(0).frame.encoded(), Frame.headerSize)
+    }
+
+    /// The records in what a child wrote on its report descriptor, in order, as far as `decoder` has them. A frame
+    /// that is no record (another kind, too long, malformed) is skipped and a partial one waits for more bytes, or
+    /// is ignored at the end: user code can write here too, and can only mislabel its own result.
+    public static func records(from decoder: inout FrameDecoder) -> [ChildReportRecord] {
         var records: [ChildReportRecord] = []
-        var i = 0
-        while i < bytes.count {
-            switch bytes[i] {
-            case UInt8(ascii: "S") where i + 5 <= bytes.count:
-                let v = UInt32(bytes[i + 1]) | UInt32(bytes[i + 2]) << 8 | UInt32(bytes[i + 3]) << 16 | UInt32(bytes[i + 4]) << 24
-                records.append(.blockedSyscall(Int32(bitPattern: v)))
-                i += 5
-            case UInt8(ascii: "K") where i + 2 <= bytes.count:
-                records.append(.signalled(Int32(bytes[i + 1])))
-                i += 2
-            case UInt8(ascii: "E"):
-                records.append(.setupFailed(String(decoding: bytes[(i + 1)...].prefix(2000), as: UTF8.self)))
-                return records
-            default:
-                return records
+        while true {
+            do throws(FrameError) {
+                guard let frame = try decoder.next() else { return records }
+                if let record = ChildReportRecord(frame) { records.append(record) }
+            } catch {
+                continue  // the decoder dropped that frame; the next one may already be buffered
             }
         }
-        return records
     }
 }
 
@@ -108,7 +146,7 @@ public struct Frame: Sendable, Equatable {
     }
 
     public static let headerSize = 9
-    /// Frames bigger than this are a protocol error, never an allocation.
+    /// The control socket's limit: frames bigger than this are a protocol error, never an allocation.
     public static let maxPayload = 256 << 20
 
     public func encoded() -> [UInt8] {
@@ -125,55 +163,111 @@ public struct Frame: Sendable, Equatable {
 
 public enum FrameError: Error, Equatable, CustomStringConvertible {
     case unknownKind(UInt8)
+    /// The length (of kind, job and payload) exceeds the decoder's limit.
     case tooLarge(Int)
-    case truncated
+    /// The length cannot even hold the kind and the job.
+    case tooShort(Int)
 
     public var description: String {
         switch self {
         case .unknownKind(let k): "unknown frame kind \(k)"
         case .tooLarge(let n): "frame of \(n) bytes exceeds the limit"
-        case .truncated: "connection closed in the middle of a frame"
+        case .tooShort(let n): "frame of \(n) bytes is shorter than its header"
         }
     }
 }
 
-/// Splits a byte stream into frames; feed it what `read` returned.
+/// Splits a byte stream into frames; feed it what `read` returned, then call `next()` until it returns nil.
+///
+/// User code can write to a child's result and report descriptors, so this is also what reads bytes from an
+/// adversary. Whatever arrives, the decoder neither crashes nor allocates by what a frame claims: a frame that
+/// is too large, malformed or of an unknown kind is rejected (`next()` throws) as soon as its header is in, and
+/// its bytes are then dropped as they arrive, never buffered; the frames after it decode as usual. The buffer
+/// holds at most one frame of `maxPayload` plus the bytes of one `feed`. A partial frame at the end of a stream
+/// yields nothing. So garbage costs the code that wrote it its own result (a missing or mislabelled outcome),
+/// nothing else. The zygote and the engine treat any error on the control socket as the end of the connection.
 public struct FrameDecoder: Sendable {
+    public let maxPayload: Int
     private var buffer: [UInt8] = []
     private var start = 0
+    /// Bytes of a rejected frame not yet arrived: `feed` drops them.
+    private var skipping = 0
 
-    public init() {}
+    public init(maxPayload: Int = Frame.maxPayload) {
+        self.maxPayload = maxPayload
+    }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
-        buffer.append(contentsOf: bytes)
+        let dropped = min(skipping, bytes.count)
+        skipping -= dropped
+        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[dropped...]))
     }
 
     public mutating func feed(_ bytes: [UInt8]) {
-        buffer.append(contentsOf: bytes)
+        bytes.withUnsafeBytes { feed($0) }
     }
 
-    /// The next complete frame, or nil until more bytes arrive.
+    public mutating func feed(_ bytes: ArraySlice<UInt8>) {
+        bytes.withUnsafeBytes { feed($0) }
+    }
+
+    /// Bytes held for frames not yet returned (a partial frame's, say).
+    public var bufferedByteCount: Int { buffer.count - start }
+
+    /// The next complete frame, or nil until more bytes arrive. After an error the rejected frame is dropped and
+    /// decoding goes on with the one after it.
     public mutating func next() throws(FrameError) -> Frame? {
         let available = buffer.count - start
         guard available >= 4 else { return nil }
-        let length = Int(UInt32(buffer[start]) | UInt32(buffer[start + 1]) << 8
-            | UInt32(buffer[start + 2]) << 16 | UInt32(buffer[start + 3]) << 24)
-        guard length >= 5 else { throw .truncated }
-        guard length - 5 <= Frame.maxPayload else { throw .tooLarge(length) }
+        let length = Int(buffer.littleEndianInteger(at: start) as UInt32)
+        guard length >= 5 else {
+            discard(4 + length)
+            throw .tooShort(length)
+        }
+        guard length - 5 <= maxPayload else {
+            discard(4 + length)
+            throw .tooLarge(length)
+        }
+        guard available >= 5 else { return nil }
+        guard let kind = FrameKind(rawValue: buffer[start + 4]) else {
+            let raw = buffer[start + 4]
+            discard(4 + length)
+            throw .unknownKind(raw)
+        }
         guard available >= 4 + length else { return nil }
-        guard let kind = FrameKind(rawValue: buffer[start + 4]) else { throw .unknownKind(buffer[start + 4]) }
-        let j = start + 5
-        let job = UInt32(buffer[j]) | UInt32(buffer[j + 1]) << 8 | UInt32(buffer[j + 2]) << 16 | UInt32(buffer[j + 3]) << 24
+        let job: UInt32 = buffer.littleEndianInteger(at: start + 5)
         let payload = Array(buffer[(start + 9)..<(start + 4 + length)])
         start += 4 + length
+        compact()
+        return Frame(kind: kind, job: job, payload: payload)
+    }
+
+    /// Drops a rejected frame of `count` bytes: what is buffered of it now, the rest as it arrives.
+    private mutating func discard(_ count: Int) {
+        let now = min(count, buffer.count - start)
+        start += now
+        skipping = count - now
+        compact()
+    }
+
+    private mutating func compact() {
         if start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
+            // A session's interpreter keeps its decoder for its life: one large cell should not pin its memory.
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 16)
             start = 0
         } else if start > 1 << 16 && start > buffer.count / 2 {
             buffer.removeFirst(start)
             start = 0
         }
-        return Frame(kind: kind, job: job, payload: payload)
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// The little-endian integer at `offset` (which must leave room for it).
+    func littleEndianInteger<T: FixedWidthInteger & UnsignedInteger>(at offset: Int) -> T {
+        var value: T = 0
+        for i in (0..<(T.bitWidth / 8)).reversed() { value = value << 8 | T(self[offset + i]) }
+        return value
     }
 }
 
@@ -351,7 +445,7 @@ public struct IsolationReport: Codable, Sendable, Equatable {
     }
 }
 
-/// What the Python runtime inside the child reports on its result descriptor.
+/// What the Python runtime inside the child reports on its result descriptor (an `outcome` frame's payload).
 public struct RuntimeOutcome: Codable, Sendable, Equatable {
     public struct Image: Codable, Sendable, Equatable {
         public var mimeType: String

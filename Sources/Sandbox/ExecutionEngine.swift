@@ -704,14 +704,14 @@ public final class ExecutionEngine: Sendable {
         return worker
     }
 
-    /// How the execution ended, from what the child said (its cell records, its report descriptor) and what the
+    /// How the execution ended, from what the child said (its result frames, its report descriptor) and what the
     /// zygote saw (exit status, rusage of the whole namespace, OOM kills).
     private func childReport(_ run: CellRun, exit: ChildExit?, fresh: Bool, cpuMsBefore: Int, session: Bool,
                              limits: Limits) throws(EngineError) -> ChildReport {
         var report = ChildReport(wallMs: run.wallMs, timedOut: run.timedOut, outputLimited: run.outputLimited,
                                  stdoutTruncated: run.stdoutTruncated, stderrTruncated: run.stderrTruncated)
         report.freshInterpreter = fresh
-        for record in ChildReportRecord.parse(run.report) {
+        for record in run.report {
             switch record {
             case .setupFailed(let message): throw EngineError(.sandboxSetup, message)
             case .blockedSyscall(let nr):

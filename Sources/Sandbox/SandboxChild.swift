@@ -28,6 +28,8 @@ final class SandboxChild: Sendable {
     private let state = Mutex(State())
     /// The child's own /mnt/data (a tmpfs of its byte budget), -1 once released or when it binds a host directory.
     private let dataDirectoryFd: Mutex<Int32>
+    /// The largest outcome frame kept (figures included); a larger one is skipped unread.
+    static let maxOutcomeBytes = 64 << 20
 
     init(id: UInt32, pid: Int32, descriptors: [Int32], dataDirectory: Int32 = -1, worker: WorkerProcess) {
         self.id = id
@@ -119,14 +121,16 @@ final class SandboxChild: Sendable {
     /// Why the child's isolation failed, if it did: what it wrote on its report descriptor before exiting.
     /// Call once the child is gone.
     func setupFailure() -> String? {
-        var bytes: [UInt8] = []
+        var report = FrameDecoder(maxPayload: ChildReportRecord.maxPayload)
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < 8192 {
+        var total = 0
+        while total < 8192 {
             let n = read(fd(.report), &buffer, buffer.count)
             if n <= 0 { break }
-            bytes += buffer[0..<n]
+            report.feed(buffer[0..<n])
+            total += n
         }
-        for case .setupFailed(let message) in ChildReportRecord.parse(bytes) { return message }
+        for case .setupFailed(let message) in ChildReportRecord.records(from: &report) { return message }
         return nil
     }
 
@@ -144,15 +148,16 @@ final class SandboxChild: Sendable {
 struct CellRun: Sendable {
     var stdout: [UInt8] = []
     var stderr: [UInt8] = []
-    /// The runtime's outcome JSON and the interpreter's usage so far: both present when the cell ran to its end.
+    /// The runtime's outcome JSON and the interpreter's usage so far (the payloads of the cell's `outcome` and
+    /// `usage` frames): both present when the cell ran to its end.
     var outcome: [UInt8]?
     var usage: CellUsage?
     var timedOut = false
     var outputLimited = false
     var stdoutTruncated = false
     var stderrTruncated = false
-    /// What the child wrote on its report descriptor (ChildReportRecord).
-    var report: [UInt8] = []
+    /// What the child wrote on its report descriptor.
+    var report: [ChildReportRecord] = []
     var wallMs = 0
     var complete: Bool { outcome != nil && usage != nil }
 }
@@ -171,7 +176,7 @@ extension SandboxChild {
     /// `memoryBytes`: a lower address-space allowance for this cell than the child was made with.
     func run(code: String, limits: Limits, memoryBytes: Int64? = nil,
              output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async -> CellRun {
-        let message = CellMessage.encode(code, memoryBytes: memoryBytes ?? 0)
+        let message = CellCommand(code: code, memoryBytes: memoryBytes ?? 0).frame.encoded()
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<CellRun, Never>) in
                 let thread = Thread { [self] in
@@ -194,8 +199,9 @@ extension SandboxChild {
         if !writeAll(fd(.command), message) { kill() }
 
         var open: [ChildDescriptor: Bool] = [.stdout: true, .stderr: true, .result: true, .report: true]
-        var records: [[UInt8]] = []
-        var pending: [UInt8] = []
+        var results = FrameDecoder(maxPayload: Self.maxOutcomeBytes)
+        var report = FrameDecoder(maxPayload: ChildReportRecord.maxPayload)
+        var reportBytes = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var discarded = 0
         let floodLimit = 8 * max(limits.stdoutBytes, limits.stderrBytes)
@@ -227,15 +233,33 @@ extension SandboxChild {
                         }
                     }
                 case .result:
-                    var rest = chunk[...]
-                    while let nul = rest.firstIndex(of: 0) {
-                        records.append(pending + rest[rest.startIndex..<nul])
-                        pending = []
-                        rest = rest[(nul + 1)...]
+                    results.feed(chunk)
+                    while true {
+                        do throws(FrameError) {
+                            guard let frame = try results.next() else { break }
+                            // The first of each kind is the cell's; any other was written by its code.
+                            switch frame.kind {
+                            case .outcome where run.outcome == nil: run.outcome = frame.payload
+                            case .usage where run.usage == nil:
+                                run.usage = (try? JSONDecoder().decode(CellUsage.self, from: Data(frame.payload)))
+                                    ?? CellUsage(cpu_ms: 0, max_rss_kb: 0)
+                            default: break
+                            }
+                        } catch .tooLarge(_) {
+                            // Only an outcome gets this big: one too big to keep counts as one that cannot be read.
+                            if run.outcome == nil { run.outcome = [] }
+                        } catch {
+                            continue
+                        }
                     }
-                    if pending.count + rest.count <= 64 << 20 { pending += rest }
                 case .report:
-                    if run.report.count < 4096 { run.report += chunk.prefix(4096 - run.report.count) }
+                    // As much as a sandbox's own records could ever take: more is the code's, and ignored.
+                    let kept = min(n, max(0, 4096 - reportBytes))
+                    if kept > 0 {
+                        report.feed(chunk.prefix(kept))
+                        reportBytes += kept
+                        run.report += ChildReportRecord.records(from: &report)
+                    }
                 case .command:
                     break
                 }
@@ -258,19 +282,15 @@ extension SandboxChild {
             for (i, d) in watched.enumerated() where polled[i + 1].revents != 0 {
                 if !drain(d) { open[d] = false }
             }
-            if records.count >= 2 {
+            if run.complete {
                 // The runtime flushed the cell's prints before writing its outcome: they are in the pipes now.
                 for d in [ChildDescriptor.stdout, .stderr, .report] where open[d] == true { _ = drain(d) }
-                run.outcome = records[0]
-                run.usage = try? JSONDecoder().decode(CellUsage.self, from: Data(records[1]))
-                if run.usage == nil { run.usage = CellUsage(cpu_ms: 0, max_rss_kb: 0) }
                 break
             }
             if polled[0].revents != 0 { exited = true }
             if exited {
                 // Every process of the child's namespace is gone: what is in the pipes is all there will be.
                 for d in ChildDescriptor.allCases where open[d] == true && d != .command { _ = drain(d) }
-                if records.count == 1 { run.outcome = records[0] }
                 break
             }
         }

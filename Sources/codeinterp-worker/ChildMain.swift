@@ -23,23 +23,24 @@ extension Zygote {
         do {
             try isolate(plan, reportFd: report, readyFd: ready)
         } catch {
-            _ = writeAll(report, Array("Esandbox setup failed at \(error)".utf8.prefix(1000)))
+            let message = Array("sandbox setup failed at \(error)".utf8.prefix(1000))
+            _ = writeAll(report, Frame(kind: .setupFailed, payload: message).encoded())
             _exit(121)
         }
         python.afterFork()
         cellLoop(oneShot: !session)
     }
 
-    /// Reads a cell, runs it, answers with two NUL-terminated records on fd 3 (the runtime's outcome JSON, then
-    /// `{"cpu_ms":..,"max_rss_kb":..}` of the interpreter's life so far). A one-shot child then exits.
+    /// Reads a cell frame, runs the code, answers with two frames on fd 3: the runtime's `outcome`, then the
+    /// `usage` of the interpreter's life so far. A one-shot child then exits.
     private func cellLoop(oneShot: Bool) -> Never {
         let command = ChildDescriptor.command.childFd, result = ChildDescriptor.result.childFd
+        // Only the engine writes here, and it bounds the code it accepts.
+        var commands = FrameDecoder(maxPayload: Int(UInt32.max))
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            var header = [UInt8](repeating: 0, count: CellMessage.headerSize)
-            guard readExactly(command, &header) else { _exit(0) }
-            let (length, memory) = CellMessage.decodeHeader(header)
-            var code = [UInt8](repeating: 0, count: length)
-            guard readExactly(command, &code) else { _exit(0) }
+            guard let cell = nextCell(&commands, from: command, buffer: &buffer) else { _exit(0) }
+            let memory = cell.memoryBytes
             if memory > 0 {
                 // Lower only. A session keeps its hard limit, so a later cell may have the profile's again.
                 var current = rlimit()
@@ -48,7 +49,7 @@ extension Zygote {
                 let soft = min(hard, baseAddressSpace + memory)
                 _ = ci_setrlimit(CI_RLIMIT_AS, soft, oneShot ? soft : hard)
             }
-            python.runCell(String(decoding: code, as: UTF8.self), resultFd: result, keepOpen: true, oneShot: oneShot)
+            python.runCell(cell.code, resultFd: result, keepOpen: true, oneShot: oneShot)
             var me = rusage(), children = rusage()
             getrusage(RUSAGE_SELF.rawValue, &me)
             getrusage(RUSAGE_CHILDREN.rawValue, &children)
@@ -64,20 +65,24 @@ extension Zygote {
                     && (directoryEntryNames(atPath: "/proc") ?? []).filter({ $0.allSatisfy { $0.isNumber } }) == ["\(getpid())"]
             }
             let usage = "{\"cpu_ms\":\(cpuMs),\"max_rss_kb\":\(max(me.ru_maxrss, children.ru_maxrss)),\"alone\":\(alone)}"
-            guard writeAll(result, [0] + Array(usage.utf8) + [0]) else { _exit(0) }
+            guard writeAll(result, Frame(kind: .usage, payload: Array(usage.utf8)).encoded()) else { _exit(0) }
             if oneShot { _exit(0) }
         }
     }
 }
 
-/// Reads exactly `buffer.count` bytes; false on EOF or error.
-private func readExactly(_ fd: Int32, _ buffer: inout [UInt8]) -> Bool {
-    var offset = 0
-    while offset < buffer.count {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) }
+/// The next cell on the command pipe, blocking until it is all in; nil once the engine closed the pipe.
+private func nextCell(_ decoder: inout FrameDecoder, from fd: Int32, buffer: inout [UInt8]) -> CellCommand? {
+    while true {
+        let frame: Frame?
+        do { frame = try decoder.next() } catch { continue }  // dropped; the next frame may be buffered already
+        if let frame {
+            if let cell = CellCommand(frame) { return cell }
+            continue
+        }
+        let n = read(fd, &buffer, buffer.count)
         if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return false }
-        offset += n
+        if n <= 0 { return nil }
+        decoder.feed(buffer[0..<n])
     }
-    return true
 }

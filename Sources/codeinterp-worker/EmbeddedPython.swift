@@ -84,7 +84,8 @@ struct EmbeddedPython {
         if let r = ci_py_call0(afterForkFn) { ci_py_decref(r) } else { PyErr_Print() }
     }
 
-    /// Runs one cell; the runtime writes its JSON outcome to `resultFd`, then closes it unless `keepOpen`.
+    /// Runs one cell; the runtime writes its JSON outcome to `resultFd` (an `outcome` frame), then closes it unless
+    /// `keepOpen`.
     /// `oneShot`: the interpreter ends after this cell (the runtime waits briefly for the processes it forked).
     func runCell(_ code: String, resultFd: Int32, keepOpen: Bool, oneShot: Bool = false) {
         let codeObject = PyUnicode_FromString(code)

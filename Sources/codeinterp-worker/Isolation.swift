@@ -110,7 +110,10 @@ func isolate(_ plan: IsolationPlan, reportFd: Int32, readyFd: Int32) throws(Syst
     ci_close_from(6)
 
     try check("no_new_privs") { ci_set_no_new_privs() }
-    try check("SIGSYS handler") { ci_install_sigsys_reporter(reportFd) }
+    let blocked = ChildReportRecord.blockedSyscallTemplate, cpu = ChildReportRecord.signalled(SIGXCPU).frame.encoded()
+    try check("SIGSYS handler") {
+        ci_install_sigsys_reporter(reportFd, blocked.bytes, blocked.bytes.count, blocked.numberOffset, cpu, cpu.count)
+    }
     let loaded = plan.filter.withUnsafeBytes { ci_load_seccomp_filter($0.baseAddress, $0.count) }
     if loaded != 0 { throw SystemCallError(operation: "load seccomp filter", errno: errno) }
 }

@@ -1,3 +1,4 @@
+import FileStore
 import Foundation
 import InterpreterCore
 import Testing
@@ -131,5 +132,38 @@ struct AttackTests {
         let r = try await EngineFixture.run("import ctypes\nctypes.CDLL(None).unshare(0x10000000)")
         #expect(r.status == .blockedSyscall)
         #expect(r.blockedSyscall == "unshare")
+    }
+
+    @Test func framesOfUnknownKindsOnTheSandboxsDescriptorsAreSkipped() async throws {
+        // User code can write on the result (3) and report (5) descriptors too: what is no frame of theirs is ignored.
+        let r = try await EngineFixture.run("""
+            import os, struct
+            os.write(3, struct.pack('<IBI', 8, 0xEE, 0) + b'abc')
+            os.write(5, struct.pack('<IBI', 8, 0xEE, 0) + b'abc')
+            os.write(5, struct.pack('<IBI', 6, 40, 0) + b'x')  # a blocked-call frame without its number
+            'still here'
+            """)
+        #expect(r.status == .ok, "\(r.status) \(r.error.map { "\($0.name): \($0.value)" } ?? "")")
+        #expect(r.result?["text/plain"] == "'still here'")
+        #expect(r.blockedSyscall == nil)
+    }
+
+    @Test func aFrameClaimingGigabytesCostsOnlyThatCodesResult() async throws {
+        // The frame after the claim is swallowed: the outcome is lost, nothing is allocated, the next code is unharmed.
+        let claim = "import os, struct\nfor fd in (3, 5):\n    os.write(fd, struct.pack('<IBI', 0xFFFFFFF0, 30, 0) + b'x' * 100)\n'lost'"
+        let r = try await EngineFixture.run(claim, timeout: 10)
+        #expect(r.status == .killed, "\(r.status)")
+        #expect(r.usage.wallMs < 9000, "the one-shot interpreter exits: nothing waits for the wall-clock limit")
+        let next = try await EngineFixture.run("'fine'")
+        #expect(next.status == .ok && next.result?["text/plain"] == "'fine'")
+
+        // A session's interpreter lives on: that cell runs into its wall-clock limit, the next one gets a fresh one.
+        let engine = EngineFixture.engine
+        let session = try engine.createSession(SessionOptions(name: "claims"))
+        defer { _ = try? engine.deleteSession(id: session.id) }
+        let cell = try await engine.execute(ExecutionRequest(code: claim, timeoutSeconds: 2, sessionId: session.id))
+        #expect(cell.status == .timeout, "\(cell.status)")
+        let after = try await engine.execute(ExecutionRequest(code: "'fine'", sessionId: session.id))
+        #expect(after.status == .ok && after.result?["text/plain"] == "'fine'", "\(after.status)")
     }
 }

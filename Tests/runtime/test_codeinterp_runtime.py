@@ -92,6 +92,14 @@ class Run:
         return [base64.b64decode(display["data"]) for display in self.outcome["displays"]]
 
 
+def _outcome_payload(test, data):
+    """The JSON of the single `outcome` frame (FrameKind.outcome, 30) that `data` must be."""
+    test.assertGreaterEqual(len(data), 9, data)
+    length, kind, job = struct.unpack("<IBI", data[:9])
+    test.assertEqual((length, kind, job), (len(data) - 4, 30, 0), data[:32])
+    return data[9:]
+
+
 def _read_all(fd, into, index):
     with os.fdopen(fd, "rb") as pipe:
         into[index] = pipe.read()
@@ -127,7 +135,7 @@ class RuntimeTestCase(unittest.TestCase):
         self.assertEqual(process.returncode, 0, f"harness failed (99: result_fd left open)\n{stderr}")
         outcomes = []
         for data in raw:
-            outcome = json.loads(data)
+            outcome = json.loads(_outcome_payload(self, data))
             self.assertEqual(set(outcome), {"result", "error", "displays"}, data)
             outcomes.append(outcome)
         return Run(outcomes, stdout, stderr)
@@ -499,6 +507,27 @@ class ZygoteTests(RuntimeTestCase):
         self.assertEqual(inherited[0], inherited[1])  # the failure after_fork exists to prevent
         self.assertNotEqual(reseeded[0], reseeded[1])
 
+    def test_fatal_signal_to_itself_is_a_report_frame(self):
+        # As pid 1 the interpreter would survive its own SIGTERM: it reports it on fd 5, as a `signalled` frame
+        # (FrameKind.signalled, 41, payload i32), and ends with 128 + the signal.
+        report = self.run_script("""
+            import json, os, signal
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read)
+                os.dup2(write, runtime._REPORT_FD)
+                runtime._die_if_fatal(signal.SIGTERM)
+                os._exit(1)
+            os.close(write)
+            with os.fdopen(read, "rb") as pipe:
+                data = pipe.read()
+            _, status = os.waitpid(pid, 0)
+            print(json.dumps({"bytes": list(data), "exit": os.waitstatus_to_exitcode(status)}))
+            """)
+        self.assertEqual(bytes(report["bytes"]), struct.pack("<IBIi", 9, 41, 0, 15))
+        self.assertEqual(report["exit"], 128 + 15)
+
     def test_zygote_flow_warmup_leaves_no_figure(self):
         outcome = self.run_script("""
             import json, os
@@ -512,10 +541,9 @@ class ZygoteTests(RuntimeTestCase):
                 runtime.execute("import matplotlib.pyplot as plt\\nplt.plot([1, 2])\\nplt.show()", write)
                 os._exit(0)
             os.close(write)
-            with os.fdopen(read) as pipe:
-                outcome = json.loads(pipe.read())
+            with os.fdopen(read, "rb") as pipe:
+                print(pipe.read()[9:].decode())
             os.waitpid(pid, 0)
-            print(json.dumps(outcome))
             """)
         self.assertIsNone(outcome["error"])
         self.assertEqual(len(outcome["displays"]), 1)

@@ -33,9 +33,12 @@ void ci_close_from(int lowfd);
 int ci_load_seccomp_filter(const void *instructions, size_t byte_count);
 
 /// Installs the SIGSYS handler that turns a profile's kill rule (compiled as SECCOMP_RET_TRAP) into: write
-/// `S` + the call's number (i32) on `report_fd`, then exit_group; and SIGXCPU (the soft CPU limit, which pid 1
-/// would ignore) into `K` SIGXCPU, then exit_group. Async-signal-safe.
-int ci_install_sigsys_reporter(int report_fd);
+/// `blocked_frame` (at most 32 bytes) with the call's number (i32) stored at `number_offset` on `report_fd`, then
+/// exit_group; and SIGXCPU (the soft CPU limit, which pid 1 would ignore) into: write `cpu_frame` (at most 32
+/// bytes), then exit_group. The frames are copied here; each handler writes its frame with a single write, and
+/// is async-signal-safe.
+int ci_install_sigsys_reporter(int report_fd, const unsigned char *blocked_frame, size_t blocked_count,
+                               size_t number_offset, const unsigned char *cpu_frame, size_t cpu_count);
 /// prctl(PR_SET_DUMPABLE, 0): no core dumps, and /proc/PID/mem and ptrace need CAP_SYS_PTRACE.
 int ci_set_not_dumpable(void);
 /// Empties the capability bounding set (needs CAP_SETPCAP: call before giving up root).

@@ -12,9 +12,10 @@ The zygote worker (Swift, embedding libpython3) loads this module once at start,
         would otherwise repeat the zygote's sequence), and make stdout/stderr line-buffered UTF-8 so that
         output streams live.
     execute(code: str, result_fd: int, keep_open: bool = False, one_shot: bool = False) -> None
-        Run `code` in the namespace of `__main__` and write ONE compact JSON object to result_fd, then
-        close it unless keep_open (a session's interpreter writes every cell's outcome to the same
-        descriptor; the worker frames them). The reader must drain the descriptor while the code runs: the
+        Run `code` in the namespace of `__main__` and write ONE compact JSON object to result_fd, as the
+        payload of an `outcome` frame (the wire protocol's framing, see _frame), then close it unless
+        keep_open (a session's interpreter writes every cell's outcome to the same descriptor, and the worker
+        follows each with a `usage` frame). The reader must drain the descriptor while the code runs: the
         object can exceed a pipe's buffer:
             {"result": {"text/plain": "...", "text/html": "..."} | null,
              "error": {"name": "ZeroDivisionError", "value": "division by zero",
@@ -66,6 +67,7 @@ import json
 import linecache
 import os
 import re
+import struct
 import sys
 import time
 import traceback
@@ -85,6 +87,21 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 # Bound now, before any user code: a cell that replaces json.dumps (or its default encoder) must not be able to
 # garble the outcome the engine reads.
+# Frames, as every pipe between the engine and the worker carries them (FrameKind in
+# Sources/InterpreterCore/WireProtocol.swift): u32 length of what follows | u8 kind | u32 job (0 here) | payload,
+# little endian.
+_FRAME_OUTCOME = 30    # on the result descriptor: the cell's RuntimeOutcome JSON
+_FRAME_SIGNALLED = 41  # on the report descriptor: i32, the signal the interpreter died of
+
+
+def _frame_header(kind, payload_length):
+    return struct.pack("<IBI", 5 + payload_length, kind, 0)
+
+
+def _frame(kind, payload):
+    return _frame_header(kind, len(payload)) + payload
+
+
 _encode_outcome = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Written when even the JSON encoder fails (out of memory, say): the reader still gets an answer.
 _FALLBACK_OUTCOME = (b'{"result":null,"error":{"name":"RuntimeError","value":"codeinterp runtime: '
@@ -442,9 +459,11 @@ def _write_outcome(outcome, fd, keep_open=False):
     except BaseException:
         data = _FALLBACK_OUTCOME
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        # The header on its own: an outcome of many figures is not copied once more to prepend it.
+        for chunk in (_frame_header(_FRAME_OUTCOME, len(data)), data):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
     except OSError:
         pass  # the reader is gone: there is nobody left to tell
     finally:
@@ -644,7 +663,7 @@ def _die_if_fatal(sig):
         return  # handled (or ignored) by the user's code: it ran, or was meant not to
     _flush_streams()
     try:
-        os.write(_REPORT_FD, b"K" + bytes([sig & 0xFF]))
+        os.write(_REPORT_FD, _frame(_FRAME_SIGNALLED, struct.pack("<i", sig)))
     except OSError:
         pass
     os._exit(128 + sig)
