@@ -339,7 +339,7 @@ public struct ChildLimits: Codable, Sendable, Equatable {
     /// CPU seconds the child may use from now on (a session's next cell): the zygote watches its CPU time and
     /// kills it past that.
     public var cpuSeconds: Int?
-    /// Memory for the code: the slot's cgroup limit (the cell message lowers the address-space limit too).
+    /// Memory for the code: the slot's cgroup limit (the cell frame lowers the address-space limit too).
     public var memoryBytes: Int64?
     public init(cpuSeconds: Int? = nil, memoryBytes: Int64? = nil) {
         self.cpuSeconds = cpuSeconds

@@ -95,6 +95,27 @@ struct LimitTests {
         try await nextRunWorks()
     }
 
+    @Test func theCPULimitsSignalIsReportedByTheSandbox() async throws {
+        // pid 1 would ignore SIGXCPU: the sandbox's handler reports it on the report descriptor and ends the process.
+        let r = try await EngineFixture.run("""
+            import resource
+            resource.setrlimit(resource.RLIMIT_CPU, (1, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+            while True:
+                pass
+            """, timeout: 20)
+        #expect(r.status == .timeout, "\(r.status) \(r.error?.value ?? "")")
+        #expect(r.error?.value.contains("CPU limit") == true, "\(r.error?.value ?? "")")
+        try await nextRunWorks()
+    }
+
+    @Test func aSignalTheInterpreterSendsItselfIsNamed() async throws {
+        // As pid 1 it would survive SIGTERM: the runtime reports the signal and exits with 128 + it.
+        let r = try await EngineFixture.run("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)")
+        #expect(r.status == .killed)
+        #expect(r.error?.value.contains("signal 15") == true, "\(r.error?.value ?? "")")
+        try await nextRunWorks()
+    }
+
     @Test(arguments: [
         "import ctypes\nctypes.string_at(0)",
         "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
