@@ -242,11 +242,12 @@ public final class ExecutionEngine: Sendable {
         if let t = request.timeoutSeconds, !(t > 0) { throw EngineError(.badRequest, "timeout must be positive") }
         if let m = request.memoryBytes, m <= 0 { throw EngineError(.badRequest, "memory limit must be positive") }
         let session = try request.sessionId.map { id throws(EngineError) in try requireSession(id) }
-        let inputs = try request.fileIds.enumerated().map { i, id throws(EngineError) -> StoredFile in
+        var inputs: [StoredFile] = []
+        for (i, id) in request.fileIds.enumerated() {
             guard let file = try? store.file(id: id) else {
                 throw EngineError(.notFound, "no file with id \(id)", subject: .file(index: i, id: id))
             }
-            return file
+            inputs.append(file)
         }
         return PreparedExecution(request: request, session: session, inputs: inputs)
     }
