@@ -82,6 +82,7 @@ let package = Package(
         .target(name: "Sandbox", dependencies: [
             "InterpreterCore", "FileStore", "Seccomp", "CSandbox",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // The HTTP service: native API, OpenAI-compatible containers and files, SSE, auth, metrics.
         .target(name: "Server", dependencies: [

@@ -28,6 +28,11 @@ public final class FileStore: Sendable {
     /// `<directory>/files`, where the blobs live.
     public let filesDirectory: String
     /// The metadata database. Other components add their own tables through `extraMigrations`.
+    /// Used through GRDB's synchronous API, and that is deliberate: the writes that can take long (a blob's
+    /// fsyncs, then its row) run on the blocking-I/O threads (`blockingIO` in Sandbox, for results, uploads and
+    /// session files); reads are WAL snapshots of a pool and never wait for a writer; what else writes on a
+    /// request's thread is a row or two whose commit (WAL, synchronous=NORMAL) waits for no fsync, only for
+    /// another process of the same data directory that holds the write lock.
     public let database: DatabasePool
     /// `files/.lock`, held shared for the store's life (see the invariants above).
     private let lockDescriptor: Int32

@@ -23,14 +23,15 @@ public final class ResponsesService: Sendable {
     public let tool: PythonTool
     let execute: @Sendable (ExecutionRequest) async throws -> ExecutionResult
 
-    /// - Parameter execute: runs one execution (the server passes its own, with metrics and logs).
+    /// - Parameter execute: runs one execution; by default the tool's executor (the server's goes through its
+    ///   admission, metrics and logs).
     public init(tool: PythonTool, upstream: any ModelUpstream,
                 execute: (@Sendable (ExecutionRequest) async throws -> ExecutionResult)? = nil) throws {
         self.tool = tool
         self.upstream = upstream
         store = try ResponsesStore(store: tool.engine.store)
-        let engine = tool.engine
-        self.execute = execute ?? { try await engine.execute($0) }
+        let executor = tool.executor
+        self.execute = execute ?? { try await executor.run($0) }
     }
 
     // MARK: Create

@@ -38,6 +38,13 @@ public struct ExecutionRequest: Sendable {
     }
 }
 
+/// A request whose session and input files were found (`ExecutionEngine.prepare`).
+public struct PreparedExecution: Sendable {
+    public let request: ExecutionRequest
+    let session: SessionRecord?
+    let inputs: [StoredFile]
+}
+
 public enum OutputStreamKind: Sendable { case stdout, stderr }
 
 public struct EngineConfiguration: Sendable {
@@ -225,14 +232,31 @@ public final class ExecutionEngine: Sendable {
     /// With a `sessionId` the code runs in that session's interpreter, after the session's earlier executions.
     public func execute(_ request: ExecutionRequest,
                         output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)? = nil) async throws -> ExecutionResult {
+        try await execute(try prepare(request), output: output)
+    }
+
+    /// Checks a request against the store (its limits, its session, its input files) without running anything:
+    /// what a caller that must answer before the run starts (a stream's status line) checks, once.
+    /// An unknown session or file is `EngineError.notFound` with its `subject`.
+    public func prepare(_ request: ExecutionRequest) throws(EngineError) -> PreparedExecution {
         if let t = request.timeoutSeconds, !(t > 0) { throw EngineError(.badRequest, "timeout must be positive") }
         if let m = request.memoryBytes, m <= 0 { throw EngineError(.badRequest, "memory limit must be positive") }
-        let inputs = try request.fileIds.map { id throws(EngineError) -> StoredFile in
-            guard let file = try? store.file(id: id) else { throw EngineError(.notFound, "no file with id \(id)") }
-            return file
+        let session = try request.sessionId.map { id throws(EngineError) in try requireSession(id) }
+        var inputs: [StoredFile] = []
+        for (i, id) in request.fileIds.enumerated() {
+            guard let file = try? store.file(id: id) else {
+                throw EngineError(.notFound, "no file with id \(id)", subject: .file(index: i, id: id))
+            }
+            inputs.append(file)
         }
-        if let sessionId = request.sessionId {
-            let session = try requireSession(sessionId)
+        return PreparedExecution(request: request, session: session, inputs: inputs)
+    }
+
+    /// Runs a request `prepare` checked.
+    public func execute(_ prepared: PreparedExecution,
+                        output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)? = nil) async throws -> ExecutionResult {
+        let (request, inputs) = (prepared.request, prepared.inputs)
+        if let session = prepared.session {
             return try await sessionBook.lock(session.id).withLock {
                 try await executeInSession(request, session: session, inputs: inputs, output: output)
             }
@@ -270,16 +294,22 @@ public final class ExecutionEngine: Sendable {
             if limits.memoryBytes < profile.limits.memoryBytes {
                 try await warm.child.setLimits(ChildLimits(memoryBytes: limits.memoryBytes))
             }
-            for file in inputs {
-                let name = try FileNames.sanitize(file.name)
-                do {
-                    try copyFile(from: store.blobPath(for: file), intoDirectoryFd: data, name: name, owner: uidForSlot(warm.slot))
-                } catch {
-                    guard warm.workdir.isEmpty && Self.isFull(data) else { throw error }
-                    throw EngineError(.tooLarge, "the input files do not fit in /mnt/data, whose budget is "
-                        + "\(Limits.describeBytes(limits.dataBytes)) (data_bytes of profile \"\(profile.name)\")")
+            if !inputs.isEmpty {
+                known = try await blockingIO { [self] in
+                    var stamps: [String: FileStamp] = [:]
+                    for file in inputs {
+                        let name = try FileNames.sanitize(file.name)
+                        do {
+                            try copyFile(from: store.blobPath(for: file), intoDirectoryFd: data, name: name, owner: uidForSlot(warm.slot))
+                        } catch {
+                            guard warm.workdir.isEmpty && Self.isFull(data) else { throw error }
+                            throw EngineError(.tooLarge, "the input files do not fit in /mnt/data, whose budget is "
+                                + "\(Limits.describeBytes(limits.dataBytes)) (data_bytes of profile \"\(profile.name)\")")
+                        }
+                        stamps[name] = FileStamp(at: data, name: name)
+                    }
+                    return stamps
                 }
-                known[name] = FileStamp(at: data, name: name)
             }
         } catch {
             warm.child.kill()
@@ -307,17 +337,22 @@ public final class ExecutionEngine: Sendable {
         try Task.checkCancellation()
         stages.runMs = elapsedMs(since: started)
         let report = try childReport(run, exit: exit, fresh: true, cpuMsBefore: 0, session: false, limits: limits)
-        started = monotonicSeconds()
-        var result = assemble(id: id, report: report, run: run, limits: limits, sessionId: nil)
-        stages.storeMs = elapsedMs(since: started)
-        started = monotonicSeconds()
-        let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention).collect(directory: data, known: known)
-        addCollected(collected, to: &result)
-        if warm.workdir.isEmpty && Self.isFull(data) {
-            result.stderr += "\n[codeinterp] /mnt/data reached its budget of \(Limits.describeBytes(limits.dataBytes)) (data_bytes of "
-                + "profile \"\(profile.name)\"): writes past it failed with ENOSPC (No space left on device).\n"
+        let inputStamps = known
+        var (result, storeMs, collectMs) = try await blockingIO { [self] in
+            var started = monotonicSeconds()
+            var result = assemble(id: id, report: report, run: run, limits: limits, sessionId: nil)
+            let storeMs = elapsedMs(since: started)
+            started = monotonicSeconds()
+            let collected = FileCollector(limits: limits, store: store, sessionId: nil, retention: configuration.fileRetention)
+                .collect(directory: data, known: inputStamps)
+            addCollected(collected, to: &result)
+            if warm.workdir.isEmpty && Self.isFull(data) {
+                result.stderr += "\n[codeinterp] /mnt/data reached its budget of \(Limits.describeBytes(limits.dataBytes)) (data_bytes of "
+                    + "profile \"\(profile.name)\"): writes past it failed with ENOSPC (No space left on device).\n"
+            }
+            return (result, storeMs, elapsedMs(since: started))
         }
-        stages.collectMs = elapsedMs(since: started)
+        (stages.storeMs, stages.collectMs) = (storeMs, collectMs)
         result.usage.record(stages)
         return result
     }
@@ -502,15 +537,20 @@ public final class ExecutionEngine: Sendable {
         let queued = monotonicSeconds()
         let (profile, filter, _) = try plan(request, profileName: session.profile)
         // The session's own memory (a container's memory_limit) in place of the profile's; a request lowers either.
-        var sessionLimits = profile.limits
-        if let memory = session.memoryBytes { sessionLimits.memoryBytes = memory }
+        let sessionLimits = {
+            var l = profile.limits
+            if let memory = session.memoryBytes { l.memoryBytes = memory }
+            return l
+        }()
         let limits = sessionLimits.tightened(wallSeconds: request.timeoutSeconds, memoryBytes: request.memoryBytes)
         // Active from the start: a sweep must not expire a session in the middle of a long cell.
         _ = try? store.touchSession(id: session.id)
         let worker = try await readyWorker(filter)
-        for file in inputs { _ = try addSessionFile(sessionId: session.id, fileId: file.id) }
         let workdir = sessionDirectory(session.id)
-        let known = try sessionStamps(session, workdir: workdir)
+        let known = try await blockingIO { [self] in
+            for file in inputs { _ = try addSessionFile(sessionId: session.id, fileId: file.id) }
+            return try sessionStamps(session, workdir: workdir)
+        }
 
         let grant = try await sessionSlots.acquire(session: session.id)
         var alive = false
@@ -557,8 +597,10 @@ public final class ExecutionEngine: Sendable {
                     interpreter = SessionInterpreter(child: child, slot: grant.slot)
                 }
                 if let data = interpreter!.child.dataDirectory {
-                    try fillSessionData(session.id, into: data, owner: uidForSlot(interpreter!.slot), budget: sessionLimits.dataBytes,
-                                        profile: profile.name)
+                    let owner = uidForSlot(interpreter!.slot)
+                    try await blockingIO { [self] in
+                        try fillSessionData(session.id, into: data, owner: owner, budget: sessionLimits.dataBytes, profile: profile.name)
+                    }
                 } else if childrenHaveOwnData {
                     throw EngineError(.sandboxSetup, "the sandbox did not hand over its /mnt/data")
                 }
@@ -598,38 +640,46 @@ public final class ExecutionEngine: Sendable {
         }
         stages.runMs = elapsedMs(since: started)
         // What the cell left in /mnt/data goes to the session's directory, which the collector then reads: its
-        // files outlive this interpreter and the engine. (Counted with the collection.)
-        let saving = monotonicSeconds()
-        let full = child.dataDirectory.map(Self.isFull) ?? false
-        let unsaved = saveSessionData(session.id, from: child, release: !alive)
-        let savedMs = elapsedMs(since: saving)
+        // files outlive this interpreter and the engine. (Counted with the collection.) Saved even when the caller
+        // went away (`blockingIO` is not cancelled with it): the cell ran, and its files are the session's.
+        let release = !alive
+        let (full, unsaved, savedMs) = try await blockingIO { [self] in
+            let saving = monotonicSeconds()
+            let full = child.dataDirectory.map(Self.isFull) ?? false
+            let unsaved = saveSessionData(session.id, from: child, release: release)
+            return (full, unsaved, elapsedMs(since: saving))
+        }
         try Task.checkCancellation()
         let report = try childReport(run, exit: exit, fresh: fresh, cpuMsBefore: interpreter!.cpuMs, session: true, limits: limits)
-        started = monotonicSeconds()
-        var result = assemble(id: request.id, report: report, run: run, limits: limits, sessionId: session.id)
-        stages.storeMs = elapsedMs(since: started)
-        if let unsaved { Self.reportUnstored([unsaved], in: &result) }
-        if full {
-            result.stderr += "\n[codeinterp] /mnt/data reached its budget of \(Limits.describeBytes(sessionLimits.dataBytes)) (data_bytes of "
-                + "profile \"\(profile.name)\"): writes past it failed with ENOSPC (No space left on device).\n"
-        }
-        if fresh && session.executionCount > 0 {
-            result.stderr = "[codeinterp] this session's interpreter was restarted: variables, imports and functions "
-                + "from earlier executions are gone (files in /mnt/data are kept).\n" + result.stderr
-        }
-        if !alive {
-            result.stderr += "\n[codeinterp] the session's interpreter stopped (\(result.status.rawValue)); its files in "
-                + "/mnt/data are kept and the next execution starts a fresh interpreter.\n"
-        }
+        var (result, storeMs, collectMs) = try await blockingIO { [self] in
+            var started = monotonicSeconds()
+            var result = assemble(id: request.id, report: report, run: run, limits: limits, sessionId: session.id)
+            let storeMs = elapsedMs(since: started)
+            if let unsaved { Self.reportUnstored([unsaved], in: &result) }
+            if full {
+                result.stderr += "\n[codeinterp] /mnt/data reached its budget of \(Limits.describeBytes(sessionLimits.dataBytes)) (data_bytes of "
+                    + "profile \"\(profile.name)\"): writes past it failed with ENOSPC (No space left on device).\n"
+            }
+            if fresh && session.executionCount > 0 {
+                result.stderr = "[codeinterp] this session's interpreter was restarted: variables, imports and functions "
+                    + "from earlier executions are gone (files in /mnt/data are kept).\n" + result.stderr
+            }
+            if release {
+                result.stderr += "\n[codeinterp] the session's interpreter stopped (\(result.status.rawValue)); its files in "
+                    + "/mnt/data are kept and the next execution starts a fresh interpreter.\n"
+            }
 
-        started = monotonicSeconds()
-        let collected = FileCollector(limits: limits, store: store, sessionId: session.id, retention: configuration.fileRetention).collect(workdir: workdir, known: known)
-        for file in collected.files { try? store.makeCurrent(file) }
-        for path in Set(known.keys).subtracting(collected.seen.keys) { try? store.retire(sessionId: session.id, path: "/mnt/data/" + path) }
-        sessionBook.setStamps(session.id, collected.seen)
-        addCollected(collected, to: &result)
-        _ = try? store.touchSession(id: session.id, execution: true)
-        stages.collectMs = elapsedMs(since: started) + savedMs
+            started = monotonicSeconds()
+            let collected = FileCollector(limits: limits, store: store, sessionId: session.id, retention: configuration.fileRetention)
+                .collect(workdir: workdir, known: known)
+            for file in collected.files { try? store.makeCurrent(file) }
+            for path in Set(known.keys).subtracting(collected.seen.keys) { try? store.retire(sessionId: session.id, path: "/mnt/data/" + path) }
+            sessionBook.setStamps(session.id, collected.seen)
+            addCollected(collected, to: &result)
+            _ = try? store.touchSession(id: session.id, execution: true)
+            return (result, storeMs, elapsedMs(since: started) + savedMs)
+        }
+        (stages.storeMs, stages.collectMs) = (storeMs, collectMs)
         result.usage.record(stages)
         return result
     }

@@ -266,7 +266,9 @@ extension ExecutionEngine {
     func requireSession(_ id: String) throws(EngineError) -> SessionRecord {
         let record: SessionRecord?
         do { record = try store.session(id: id) } catch { throw EngineError(.workerFailed, "cannot read sessions: \(error)") }
-        guard let record else { throw EngineError(.notFound, "no session with id \(id) (it may have expired)") }
+        guard let record else {
+            throw EngineError(.notFound, "no session with id \(id) (it may have expired)", subject: .session(id))
+        }
         return record
     }
 

@@ -16,11 +16,19 @@ public struct EngineError: Error, CustomStringConvertible, Sendable {
         /// An upload or file over its size limit.
         case tooLarge
     }
+    /// What a `notFound` did not find, for callers that name the field it came from.
+    public enum Subject: Sendable, Equatable {
+        case session(String)
+        /// The `index`th of a request's input files.
+        case file(index: Int, id: String)
+    }
     public var code: Code
     public var message: String
-    public init(_ code: Code, _ message: String) {
+    public var subject: Subject?
+    public init(_ code: Code, _ message: String, subject: Subject? = nil) {
         self.code = code
         self.message = message
+        self.subject = subject
     }
     public var description: String { message }
 }

@@ -16,15 +16,17 @@ public final class CodeInterpServer: Sendable {
     public let engine: ExecutionEngine
     let logger: Logger
     let signer: URLSigner
-    let metrics = ServerMetrics()
-    let gate: ExecutionGate
+    /// Admission, metrics and logs of every execution.
+    let executions: ServerExecutions
+    var metrics: ServerMetrics { executions.metrics }
+    var gate: ExecutionGate { executions.gate }
+    var healthMonitor: HealthMonitor { executions.healthMonitor }
     let limiter: RateLimiter
     let startedAt = Date()
     let toolState = ToolState()
     let responsesState = ResponsesState()
     /// The page at `/` and its files.
     let web: WebAssets
-    let healthMonitor = HealthMonitor()
     /// The model behind `/v1/responses`.
     let upstream: any ModelUpstream
     private let boundPort = Mutex<Int?>(nil)
@@ -44,8 +46,11 @@ public final class CodeInterpServer: Sendable {
         self.logger = logger
         web = WebAssets(directory: configuration.webDirectory)
         signer = URLSigner(secret: secret, ttlSeconds: configuration.signedURLTTLSeconds)
-        gate = ExecutionGate(running: configuration.maxConcurrentExecutions ?? engine.configuration.slots,
-                             queued: configuration.maxQueuedExecutions)
+        executions = ServerExecutions(
+            engine: engine,
+            gate: ExecutionGate(running: configuration.maxConcurrentExecutions ?? engine.configuration.slots,
+                                queued: configuration.maxQueuedExecutions),
+            logger: logger)
         limiter = RateLimiter(perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst)
     }
 

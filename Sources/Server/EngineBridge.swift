@@ -11,10 +11,6 @@ extension CodeInterpServer {
         return session
     }
 
-    func makeEngineRequest(code: String, timeout: Double?, sessionId: String?, fileIds: [String]) -> ExecutionRequest {
-        ExecutionRequest(code: code, timeoutSeconds: timeout, sessionId: sessionId, fileIds: fileIds)
-    }
-
     /// Deletes a stored file; a file of a live session also leaves its /mnt/data.
     func removeStoredFile(_ file: StoredFile) throws {
         if let sessionId = file.sessionId, try engine.session(id: sessionId) != nil {

@@ -33,72 +33,48 @@ extension CodeInterpServer {
     /// `POST /v1/execute`: the result object, or Server-Sent Events when asked for.
     func execute(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let body = try parseExecute(try await jsonBody(request))
-        let executionRequest = try makeExecutionRequest(body)
         let streamParameter = request.uri.queryParameters["stream"].map(String.init)
         guard streamParameter.map({ ["true", "false", "1", "0"].contains($0) }) ?? true else {
             throw APIError.invalidRequest("\"stream\" must be true or false", param: "stream")
         }
         let wantsStream = streamParameter == "true" || streamParameter == "1"
             || (request.headers[.accept]?.lowercased().contains("text/event-stream") ?? false)
-
-        guard gate.tryEnter() else {
-            metrics.recordRejectedExecution()
-            throw APIError.rateLimited("too many executions are waiting (limit \(gate.capacity)); retry shortly",
-                                       retryAfter: 1, code: "queue_full")
-        }
-        var logger = context.logger
-        logger[metadataKey: "session_id"] = executionRequest.sessionId.map { .string($0) }
-        logger[metadataKey: "execution_id"] = .string("exec_\(executionRequest.id)")
-        logger.info("execution accepted", metadata: ["code_bytes": "\(body.code.utf8.count)", "stream": "\(wantsStream)"])
-        let ticket = GateTicket(gate)
-        if wantsStream {
-            return streamingResponse(executionRequest, ticket: ticket, logger: logger, local: context.local)
-        }
-        defer { withExtendedLifetime(ticket) {} }
-        let result = try await run(executionRequest, logger: logger, local: context.local, output: nil)
-        return try jsonResponse(result)
-    }
-
-    func makeExecutionRequest(_ body: ExecuteBody) throws -> ExecutionRequest {
-        if let sessionId = body.sessionId {
-            try requireSession(sessionId, param: "session_id")
-        }
-        for (i, id) in body.fileIds.enumerated() where try engine.store.file(id: id) == nil {
-            throw APIError.notFound("file", id: id, param: "files[\(i)]")
-        }
-        return makeEngineRequest(code: body.code, timeout: body.timeoutSeconds, sessionId: body.sessionId, fileIds: body.fileIds)
-    }
-
-    /// Runs one execution with metrics and logs; the result carries signed URLs.
-    func run(_ request: ExecutionRequest, logger: Logger, local: Bool = false,
-             output: (@Sendable (OutputStreamKind, [UInt8]) -> Void)?) async throws -> ExecutionResult {
-        let started = ContinuousClock.now
+        // Checked before the place is taken and before a stream starts: a wrong id is a 404, not an error event.
+        let prepared = try prepareExecution(body)
+        let ticket: GateTicket
         do {
-            let result = try await engine.execute(request, output: output)
-            healthMonitor.executionRan()
-            metrics.recordExecution(status: result.status, seconds: (ContinuousClock.now - started) / .seconds(1))
-            let log = logger
-            log.info("execution finished", metadata: [
-                "status": "\(result.status.rawValue)", "wall_ms": "\(result.usage.wallMs)", "cpu_ms": "\(result.usage.cpuMs)",
-                "files": "\(result.files.count)",
-            ])
-            if result.status == .blockedSyscall {
-                // Without a name when the code had blocked SIGSYS (the kernel ended it before the handler ran).
-                log.warning("execution stopped by a blocked system call", metadata: ["syscall": "\(result.blockedSyscall ?? "unknown")"])
-            }
-            return publish(result, keepStorePaths: local)
+            ticket = try executions.admit()
         } catch {
-            if let e = error as? EngineError, EngineErrorKind(e) == .unavailable { healthMonitor.executionFailed(e.message) }
-            metrics.recordExecutionFailure()
-            logger.error("execution failed", metadata: ["error": "\(error)"])
-            throw error
+            throw APIError.rateLimited(error.message, retryAfter: 1, code: "queue_full")
+        }
+        let logger = executions.executionLogger(prepared.request, base: context.logger, entry: "execute")
+        logger.info("execution accepted", metadata: ["code_bytes": "\(body.code.utf8.count)", "stream": "\(wantsStream)"])
+        if wantsStream {
+            return streamingResponse(prepared, ticket: ticket, logger: logger, local: context.local)
+        }
+        let result = try await executions.run(prepared, ticket: ticket, logger: logger, output: nil)
+        return try jsonResponse(publish(result, keepStorePaths: context.local))
+    }
+
+    /// The engine's check of the request, its misses named by the body's fields.
+    func prepareExecution(_ body: ExecuteBody) throws -> PreparedExecution {
+        let request = ExecutionRequest(code: body.code, timeoutSeconds: body.timeoutSeconds, sessionId: body.sessionId,
+                                       fileIds: body.fileIds)
+        do {
+            return try engine.prepare(request)
+        } catch let error where error.code == .notFound {
+            switch error.subject {
+            case .session(let id)?: throw APIError.notFound("session", id: id, param: "session_id")
+            case .file(let index, let id)?: throw APIError.notFound("file", id: id, param: "files[\(index)]")
+            case nil: throw error
+            }
         }
     }
 
     /// Streams `stdout`/`stderr` events as the code prints (a line or a short burst per event: OutputCoalescer),
     /// then `display`, `file` and a final `result` event carrying the same object the plain call returns. An
     /// engine failure ends the stream with `event: error`.
-    func streamingResponse(_ request: ExecutionRequest, ticket: GateTicket, logger: Logger, local: Bool) -> Response {
+    func streamingResponse(_ prepared: PreparedExecution, ticket: GateTicket, logger: Logger, local: Bool) -> Response {
         enum Event: Sendable {
             case output(OutputStreamKind, [UInt8])
             case partialLineDue
@@ -109,12 +85,11 @@ extension CodeInterpServer {
         let body = ResponseBody { [self] writer in
             let (events, continuation) = AsyncStream<Event>.makeStream()
             let task = Task {
-                defer { withExtendedLifetime(ticket) {} }
                 do {
-                    let result = try await run(request, logger: logger, local: local) { kind, bytes in
+                    let result = try await executions.run(prepared, ticket: ticket, logger: logger) { kind, bytes in
                         continuation.yield(.output(kind, bytes))
                     }
-                    continuation.yield(.result(result))
+                    continuation.yield(.result(publish(result, keepStorePaths: local)))
                 } catch {
                     continuation.yield(.failure(APIError.from(error)))
                 }

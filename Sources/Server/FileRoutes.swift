@@ -79,9 +79,12 @@ extension CodeInterpServer {
         do { name = try FileNames.sanitize(upload.filename) } catch {
             throw APIError.invalidRequest(error.message, param: "file", code: "invalid_file_name")
         }
-        let file = try engine.store.store(fd: upload.fd, name: name, path: "", source: "user",
-                                          retention: .seconds(engine.configuration.fileRetentionSeconds),
-                                          maxBytes: configuration.maxUploadBytes)
+        let (store, retention, maxBytes) = (engine.store, engine.configuration.fileRetentionSeconds, configuration.maxUploadBytes)
+        let fd = upload.fd
+        let file = try await blockingIO {
+            try store.store(fd: fd, name: name, path: "", source: "user", retention: .seconds(retention), maxBytes: maxBytes)
+        }
+        withExtendedLifetime(upload) {}
         return try jsonResponse(FileObject(file, url: signedURL(fileId: file.id)))
     }
 
@@ -147,23 +150,36 @@ extension CodeInterpServer {
         }
         let handle = Descriptor(fd)
         let (first, total) = (start, length)
+        // Read on the blocking-I/O threads, a chunk at a time, from the descriptor opened above: a file deleted
+        // while it downloads is still read whole.
         let body = ResponseBody(contentLength: Int(length)) { writer in
             var offset = first
             var remaining = total
-            var chunk = [UInt8](repeating: 0, count: 1 << 16)
             while remaining > 0 {
-                let want = Int(min(Int64(chunk.count), remaining))
-                let n = chunk.withUnsafeMutableBytes { pread(handle.fd, $0.baseAddress, want, off_t(offset)) }
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw APIError.internalError("the stored file ended early") }
-                try await writer.write(ByteBuffer(bytes: chunk[0..<n]))
-                offset += Int64(n)
-                remaining -= Int64(n)
+                let (want, at) = (Int(min(Int64(Self.chunkBytes), remaining)), off_t(offset))
+                let chunk = try await blockingIO { () throws -> ByteBuffer in
+                    var buffer = ByteBuffer()
+                    _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { bytes in
+                        while true {
+                            let n = pread(handle.fd, bytes.baseAddress, want, at)
+                            if n < 0 && errno == EINTR { continue }
+                            guard n > 0 else { throw APIError.internalError("the stored file ended early") }
+                            return n
+                        }
+                    }
+                    return buffer
+                }
+                try await writer.write(chunk)
+                offset += Int64(chunk.readableBytes)
+                remaining -= Int64(chunk.readableBytes)
             }
             try await writer.finish(nil)
         }
         return Response(status: status, headers: headers, body: body)
     }
+
+    /// What one read of a download asks for.
+    static let chunkBytes = 256 << 10
 
     static func contentType(_ mime: String) -> String {
         mime.hasPrefix("text/") || mime == "application/json" ? mime + "; charset=utf-8" : mime

@@ -17,11 +17,8 @@ final class ResponsesState: Sendable {
         let tool = try server.pythonTool()
         return try service.withLock { existing in
             if let existing { return existing }
-            let logger = server.logger
-            let made = try ResponsesService(tool: tool, upstream: server.upstream) { [weak server] request in
-                guard let server else { throw CancellationError() }
-                return try await server.run(request, logger: logger, output: nil)
-            }
+            // The tool's executor is the server's: the loop's executions are admitted, counted and logged.
+            let made = try ResponsesService(tool: tool, upstream: server.upstream)
             existing = made
             return made
         }

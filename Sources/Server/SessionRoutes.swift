@@ -187,9 +187,10 @@ extension CodeInterpServer {
             }
             let upload = try await SpooledUpload.receive(request.body, boundary: boundary, maxBytes: configuration.maxUploadBytes,
                                                          spoolDirectory: engine.configuration.dataDirectory + "/work")
+            let (engine, maxBytes, fd, name) = (engine, configuration.maxUploadBytes, upload.fd, upload.filename)
+            defer { withExtendedLifetime(upload) {} }
             do {
-                return try engine.addSessionFile(sessionId: session.id, name: upload.filename, fd: upload.fd,
-                                                 maxBytes: configuration.maxUploadBytes)
+                return try await blockingIO { try engine.addSessionFile(sessionId: session.id, name: name, fd: fd, maxBytes: maxBytes) }
             } catch let error as EngineError where EngineErrorKind(error) == .badRequest {
                 throw APIError.invalidRequest(error.message, param: "file", code: "invalid_file_name")
             }
@@ -200,7 +201,8 @@ extension CodeInterpServer {
         let fields = try RequestFields(body: try await jsonBody(request), allowed: ["file_id"])
         let fileId = try fields.requiredString("file_id")
         guard try engine.store.file(id: fileId) != nil else { throw APIError.notFound("file", id: fileId, param: "file_id") }
-        return try engine.addSessionFile(sessionId: session.id, fileId: fileId)
+        let engine = engine
+        return try await blockingIO { try engine.addSessionFile(sessionId: session.id, fileId: fileId) }
     }
 
     // MARK: Containers

@@ -11,7 +11,7 @@ import Tools
 /// The tool routes: `execute_python` for chat backends that run their own model loop (`/v1/tools`,
 /// `/v1/tools/call`, `/v1/links/resolve`) and for MCP hosts over Streamable HTTP (`/mcp`).
 /// All of them go through the same `PythonTool` as `codeinterp mcp` and `codeinterp chat`, with the server's
-/// signed absolute file URLs.
+/// signed absolute file URLs, and its executions through the server's admission and metrics (`ServerExecutions`).
 final class ToolState: Sendable {
     private let tool = Mutex<PythonTool?>(nil)
     let mcpSessions = MCPHTTPSessions()
@@ -21,7 +21,7 @@ final class ToolState: Sendable {
         try tool.withLock { existing in
             if let existing { return existing }
             let urls = ClosureFileURLs { [weak server] file in server?.signedURL(fileId: file.id) ?? "" }
-            let made = try PythonTool(engine: server.engine, urls: urls)
+            let made = try PythonTool(executor: server.executions, urls: urls)
             existing = made
             return made
         }

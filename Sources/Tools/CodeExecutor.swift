@@ -16,9 +16,13 @@ public protocol CodeExecutor: Sendable {
     /// session is `EngineError.notFound`.
     func run(_ request: ExecutionRequest) async throws -> ExecutionResult
     func openSession(_ options: SessionOptions) async throws -> SessionRecord
+    /// The engine in this process behind this executor, if there is one (uploads into sessions, deleting them).
+    var localEngine: ExecutionEngine? { get }
 }
 
 extension CodeExecutor {
+    public var localEngine: ExecutionEngine? { nil }
+
     /// The session, or nil when unknown or expired (a row of the shared database).
     public func session(id: String) throws -> SessionRecord? { try store.session(id: id) }
 
@@ -32,6 +36,8 @@ extension CodeExecutor {
 }
 
 extension ExecutionEngine: CodeExecutor {
+    public var localEngine: ExecutionEngine? { self }
+
     public func sandboxProfile(_ nameOrPath: String) throws -> SandboxProfile { try profile(nameOrPath).0 }
 
     public func run(_ request: ExecutionRequest) async throws -> ExecutionResult { try await execute(request, output: nil) }

@@ -77,7 +77,7 @@ public final class PythonTool: Sendable {
     /// The engine of this process, for what only it can do (uploads into sessions, deleting them: the server's
     /// routes and the Responses API, which always run on their own engine).
     public var engine: ExecutionEngine {
-        guard let engine = executor as? ExecutionEngine else {
+        guard let engine = executor.localEngine else {
             preconditionFailure("this PythonTool runs its code through a server: it has no engine of its own")
         }
         return engine
@@ -133,6 +133,8 @@ public final class PythonTool: Sendable {
             } catch {
                 return failure("The sandbox failed to run the code: \(error)")
             }
+        } catch let error as EngineError where error.code == .busy {
+            return failure("The sandbox is busy: \(error). Nothing ran; call the tool again in a moment.")
         } catch let error as EngineError where error.code == .workerDied {
             return failure("The sandbox stopped while the code ran: \(error). It may have run in part; its variables "
                 + "are gone. Check what it should have written before running it again.")

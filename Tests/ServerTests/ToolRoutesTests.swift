@@ -234,4 +234,29 @@ struct ToolRoutesTests {
                                              json: ["jsonrpc": "2.0", "id": 3, "method": "tools/list"])
         #expect(after.status == 404)
     }
+
+    /// A tool call is an execution like `/v1/execute`: counted in /metrics, and refused while the queue is full
+    /// (as a result that tells the model to call again, not a hang behind the running code).
+    @Test func toolCallsShareTheQueueAndTheMetricsOfExecutions() async throws {
+        let server = try await TestServer.start {
+            $0.maxConcurrentExecutions = 1
+            $0.maxQueuedExecutions = 0
+        }
+        defer { Task { await server.stop() } }
+        let ran = try await call(server, chatCall("print(6 * 7)", id: "call_counted"))
+        #expect(ran.status == 200)
+        #expect((try ran.json()["content"] as? String)?.contains("42") == true)
+        var metrics = try await server.request(.get, "/metrics").text
+        #expect(metrics.contains("codeinterp_executions_total{status=\"ok\"} 1\n"), "\(metrics)")
+
+        var reader = try await server.stream("import time\nprint('started', flush=True)\ntime.sleep(20)")
+        #expect(try await reader.next()?.name == "stdout")
+        let refused = try await call(server, chatCall("print('never')", id: "call_refused"))
+        #expect(refused.status == 200)
+        let content = try #require(try refused.json()["content"] as? String)
+        #expect(content.contains("busy") && content.contains("Nothing ran"), "\(content)")
+        #expect(!content.contains("never"))
+        metrics = try await server.request(.get, "/metrics").text
+        #expect(metrics.contains("codeinterp_executions_rejected_total 1\n"), "\(metrics)")
+    }
 }

@@ -4,7 +4,8 @@
 
 Cases: print(1) and the chart (bench-cases/chart.py), stateless, and (codeinterp only) in a session: each
 client thread has its own session and runs its requests in it, as a chat backend with one session per
-conversation does. Prints one JSON line per (case, concurrency).
+conversation does. Prints one JSON line per (case, concurrency), with the medians of the stages each result's
+`usage` reports (codeinterp only) and how many executions found no warm child waiting.
 """
 import http.client
 import json
@@ -37,8 +38,11 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+STAGES = ("queue_ms", "start_ms", "run_ms", "collect_ms", "store_ms")
+
+
 def run_level(url, key, code, concurrency, total, session, setup=None):
-    latencies, errors = [], []
+    latencies, errors, stages, cold = [], [], {stage: [] for stage in STAGES}, []
     lock = threading.Lock()
     per_thread = max(1, total // concurrency)
 
@@ -57,6 +61,11 @@ def run_level(url, key, code, concurrency, total, session, setup=None):
                 with lock:
                     if result.get("status") == "ok":
                         latencies.append(elapsed)
+                        usage = result.get("usage") or {}
+                        for stage in STAGES:
+                            if stage in usage:
+                                stages[stage].append(usage[stage])
+                        cold.append(usage.get("warm_start") is False)
                     else:
                         errors.append(result.get("status"))
             if session:
@@ -75,7 +84,7 @@ def run_level(url, key, code, concurrency, total, session, setup=None):
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    return latencies, errors, wall
+    return latencies, errors, wall, stages, cold
 
 
 def main():
@@ -95,7 +104,7 @@ def main():
     for name, code, session, setup in cases:
         for concurrency in levels:
             total = max(per_level, 2 * concurrency)
-            latencies, errors, wall = run_level(url, key, code, concurrency, total, session, setup)
+            latencies, errors, wall, stages, cold = run_level(url, key, code, concurrency, total, session, setup)
             row = {"server": label, "case": name, "concurrency": concurrency, "requests": len(latencies),
                    "errors": len(errors), "first_error": errors[0] if errors else None}
             if latencies:
@@ -103,6 +112,11 @@ def main():
                             "p95_ms": round(percentile(latencies, 95), 1),
                             "p99_ms": round(percentile(latencies, 99), 1),
                             "throughput_rps": round(len(latencies) / wall, 1)})
+            # Where the time went inside the server (each result's usage), and how many found no warm child.
+            row.update({stage.replace("_ms", "_p50_ms"): round(statistics.median(values), 1)
+                        for stage, values in stages.items() if values})
+            if cold:
+                row["cold_starts"] = sum(cold)
             print(json.dumps(row), flush=True)
 
 
