@@ -41,12 +41,7 @@ extension CodeInterpServer {
             || (request.headers[.accept]?.lowercased().contains("text/event-stream") ?? false)
         // Checked before the place is taken and before a stream starts: a wrong id is a 404, not an error event.
         let prepared = try prepareExecution(body)
-        let ticket: GateTicket
-        do {
-            ticket = try executions.admit()
-        } catch {
-            throw APIError.rateLimited(error.message, retryAfter: 1, code: "queue_full")
-        }
+        let ticket = try admitExecution()
         let logger = executions.executionLogger(prepared.request, base: context.logger, entry: "execute")
         logger.info("execution accepted", metadata: ["code_bytes": "\(body.code.utf8.count)", "stream": "\(wantsStream)"])
         if wantsStream {
@@ -56,13 +51,22 @@ extension CodeInterpServer {
         return try jsonResponse(publish(result, keepStorePaths: context.local))
     }
 
+    /// A place in the gate, or 429 with Retry-After.
+    func admitExecution() throws -> GateTicket {
+        do {
+            return try executions.admit()
+        } catch {
+            throw APIError.rateLimited(error.message, retryAfter: 1, code: "queue_full")
+        }
+    }
+
     /// The engine's check of the request, its misses named by the body's fields.
     func prepareExecution(_ body: ExecuteBody) throws -> PreparedExecution {
         let request = ExecutionRequest(code: body.code, timeoutSeconds: body.timeoutSeconds, sessionId: body.sessionId,
                                        fileIds: body.fileIds)
         do {
             return try engine.prepare(request)
-        } catch let error where error.code == .notFound {
+        } catch {
             switch error.subject {
             case .session(let id)?: throw APIError.notFound("session", id: id, param: "session_id")
             case .file(let index, let id)?: throw APIError.notFound("file", id: id, param: "files[\(index)]")

@@ -157,18 +157,7 @@ extension CodeInterpServer {
             var remaining = total
             while remaining > 0 {
                 let (want, at) = (Int(min(Int64(Self.chunkBytes), remaining)), off_t(offset))
-                let chunk = try await blockingIO { () throws -> ByteBuffer in
-                    var buffer = ByteBuffer()
-                    _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { bytes in
-                        while true {
-                            let n = pread(handle.fd, bytes.baseAddress, want, at)
-                            if n < 0 && errno == EINTR { continue }
-                            guard n > 0 else { throw APIError.internalError("the stored file ended early") }
-                            return n
-                        }
-                    }
-                    return buffer
-                }
+                let chunk = try await blockingIO { try Self.read(handle, count: want, at: at) }
                 try await writer.write(chunk)
                 offset += Int64(chunk.readableBytes)
                 remaining -= Int64(chunk.readableBytes)
@@ -180,6 +169,17 @@ extension CodeInterpServer {
 
     /// What one read of a download asks for.
     static let chunkBytes = 256 << 10
+
+    /// Up to `count` bytes of the file at `offset` (at least one: a file shorter than its row says is an error).
+    static func read(_ file: Descriptor, count: Int, at offset: off_t) throws -> ByteBuffer {
+        var bytes = [UInt8](repeating: 0, count: count)
+        while true {
+            let n = bytes.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress, count, offset) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw APIError.internalError("the stored file ended early") }
+            return ByteBuffer(bytes: bytes[0..<n])
+        }
+    }
 
     static func contentType(_ mime: String) -> String {
         mime.hasPrefix("text/") || mime == "application/json" ? mime + "; charset=utf-8" : mime
