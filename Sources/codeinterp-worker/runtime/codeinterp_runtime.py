@@ -12,15 +12,15 @@ The zygote worker (Swift, embedding libpython3) loads this module once at start,
         would otherwise repeat the zygote's sequence), and make stdout/stderr line-buffered UTF-8 so that
         output streams live.
     execute(code: str, result_fd: int, keep_open: bool = False, one_shot: bool = False) -> None
-        Run `code` in the namespace of `__main__` and write ONE compact JSON object to result_fd, as the
-        payload of an `outcome` frame (the wire protocol's framing, see _frame), then close it unless
-        keep_open (a session's interpreter writes every cell's outcome to the same descriptor, and the worker
-        follows each with a `usage` frame). The reader must drain the descriptor while the code runs: the
-        object can exceed a pipe's buffer:
+        Run `code` in the namespace of `__main__` and write one `display` frame per figure or image shown
+        (its PNG bytes), then ONE compact JSON object to result_fd as the payload of an `outcome` frame (the
+        wire protocol's framing, see _frame), then close it unless keep_open (a session's interpreter writes
+        every cell's outcome to the same descriptor, and the worker follows each with a `usage` frame). The
+        reader must drain the descriptor while the code runs: the frames can exceed a pipe's buffer:
             {"result": {"text/plain": "...", "text/html": "..."} | null,
              "error": {"name": "ZeroDivisionError", "value": "division by zero",
                        "traceback": ["Traceback (most recent call last):", "  File \"<cell-1>\", ..."]} | null,
-             "displays": [{"mime_type": "image/png", "data": "<base64>"}]}
+             "displays": [{"mime_type": "image/png"}]}   (the i-th display's bytes: the i-th display frame)
 
 Cell semantics (what model-written code expects from Jupyter and hosted interpreters):
 - CRLF and CR line endings become LF. If the last statement is an expression, its value (unless None) is
@@ -58,7 +58,6 @@ only the standard library; numpy, matplotlib and PIL are used only once somethin
 """
 
 import ast
-import base64
 import builtins
 import gc
 import importlib
@@ -85,12 +84,11 @@ _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE: the cell awaits at top level (in
 _RUNTIME_FILE = (lambda: None).__code__.co_filename  # how this module's frames are named in tracebacks
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
-# Bound now, before any user code: a cell that replaces json.dumps (or its default encoder) must not be able to
-# garble the outcome the engine reads.
 # Frames, as every pipe between the engine and the worker carries them (FrameKind in
 # Sources/InterpreterCore/WireProtocol.swift): u32 length of what follows | u8 kind | u32 job (0 here) | payload,
 # little endian.
 _FRAME_OUTCOME = 30    # on the result descriptor: the cell's RuntimeOutcome JSON
+_FRAME_DISPLAY = 32    # on the result descriptor, before the outcome: one display's bytes, in the displays' order
 _FRAME_SIGNALLED = 41  # on the report descriptor: i32, the signal the interpreter died of
 
 
@@ -102,6 +100,8 @@ def _frame(kind, payload):
     return _frame_header(kind, len(payload)) + payload
 
 
+# Bound now, before any user code: a cell that replaces json.dumps (or its default encoder) must not be able to
+# garble the outcome the engine reads.
 _encode_outcome = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Written when even the JSON encoder fails (out of memory, say): the reader still gets an answer.
 _FALLBACK_OUTCOME = (b'{"result":null,"error":{"name":"RuntimeError","value":"codeinterp runtime: '
@@ -115,7 +115,9 @@ class _Cell:
     """Displays collected while one cell runs."""
 
     def __init__(self):
+        # {"mime_type": ...} per display, for the outcome; their bytes travel in frames of their own (images).
         self.displays = []
+        self.images = []
         # Figures and images displayed so far, by id (PIL images are unhashable); holding them keeps ids unique.
         self._shown = {}
 
@@ -269,7 +271,7 @@ def execute(code, result_fd, keep_open=False, one_shot=False):
         os._exit(0)
     if one_shot:
         _wait_for_forked(0.1)
-    _write_outcome(outcome, result_fd, keep_open)
+    _write_outcome(outcome, result_fd, keep_open, _cell.images)
 
 
 def _wait_for_forked(seconds):
@@ -450,7 +452,9 @@ def _cap(text, limit=_MAX_TEXT):
 
 # --- Output --------------------------------------------------------------------------------------------
 
-def _write_outcome(outcome, fd, keep_open=False):
+def _write_outcome(outcome, fd, keep_open=False, images=()):
+    """The display frames (raw bytes: base64 inside the JSON cost ~2 ms per figure, most of it json's encoder
+    with ensure_ascii=False going over the base64 text), then the outcome frame, which ends the cell."""
     # The user's prints must reach their pipes before the server reads the outcome.
     _flush_streams()
     try:
@@ -459,8 +463,11 @@ def _write_outcome(outcome, fd, keep_open=False):
     except BaseException:
         data = _FALLBACK_OUTCOME
     try:
-        # The header on its own: an outcome of many figures is not copied once more to prepend it.
-        for chunk in (_frame_header(_FRAME_OUTCOME, len(data)), data):
+        # Each header on its own: an image or a long outcome is not copied once more to prepend it.
+        chunks = []
+        for image in images:
+            chunks += [_frame_header(_FRAME_DISPLAY, len(image)), image]
+        for chunk in chunks + [_frame_header(_FRAME_OUTCOME, len(data)), data]:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view):]
@@ -492,7 +499,8 @@ def _has_content(figure):
 
 
 def _add_png(png):
-    _cell.displays.append({"mime_type": "image/png", "data": base64.b64encode(png).decode("ascii")})
+    _cell.displays.append({"mime_type": "image/png"})
+    _cell.images.append(png)
 
 
 def _figure_png(figure):
