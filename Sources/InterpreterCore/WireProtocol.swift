@@ -21,9 +21,10 @@ public enum FrameKind: UInt8, Sendable {
     case ack = 16            // payload: empty; the limits are in force
     // engine -> child, on its command pipe
     case cell = 20           // payload: CellCommand (u64 memory allowance | UTF-8 code)
-    // child -> engine, on its result descriptor: per cell an outcome, then its usage
+    // child -> engine, on its result descriptor: per cell its displays' bytes, an outcome, then its usage
     case outcome = 30        // payload: RuntimeOutcome JSON, written by the Python runtime
     case usage = 31          // payload: {"cpu_ms":..,"max_rss_kb":..,"alone":..} of the interpreter's life so far
+    case display = 32        // payload: one display's bytes (a PNG), before the outcome, in its displays' order
     // child -> engine, on its report descriptor (ChildReportRecord)
     case blockedSyscall = 40 // payload: i32, the call's number
     case signalled = 41      // payload: i32, the signal
@@ -447,16 +448,14 @@ public struct IsolationReport: Codable, Sendable, Equatable {
 
 /// What the Python runtime inside the child reports on its result descriptor (an `outcome` frame's payload).
 public struct RuntimeOutcome: Codable, Sendable, Equatable {
+    /// A figure or image the cell showed; its bytes are the payload of the cell's display frame of the same
+    /// index (raw, where base64 inside this JSON cost the runtime ~2 ms per figure).
     public struct Image: Codable, Sendable, Equatable {
         public var mimeType: String
-        /// base64
-        public var data: String
-        public init(mimeType: String, data: String) {
+        public init(mimeType: String) {
             self.mimeType = mimeType
-            self.data = data
         }
         enum CodingKeys: String, CodingKey {
-            case data
             case mimeType = "mime_type"
         }
     }

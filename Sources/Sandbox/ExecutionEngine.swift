@@ -811,13 +811,16 @@ public final class ExecutionEngine: Sendable {
         result.error = result.error ?? Self.errorFor(report: report, limits: limits)
 
         var unstored: [String] = []
-        for (i, image) in (report.outcome?.displays ?? []).enumerated() {
-            guard let bytes = Data(base64Encoded: image.data) else { continue }
+        let images = report.outcome?.displays ?? []
+        // The outcome's displays are the last display frames before it.
+        let first = run.displays.count - images.count
+        for (i, image) in images.enumerated() where first + i >= 0 {
+            let bytes = run.displays[first + i]
             let ext = image.mimeType == "image/png" ? "png" : (image.mimeType.split(separator: "/").last.map(String.init) ?? "bin")
             let name = "figure-\(i + 1).\(ext)"
             do {
                 // The store writes a temporary name and renames it only when complete: a failure leaves nothing.
-                let file = try store.store(bytes: Array(bytes), name: name, path: "", source: "assistant",
+                let file = try store.store(bytes: bytes, name: name, path: "", source: "assistant",
                                            kind: "display", sessionId: sessionId, retention: configuration.fileRetention)
                 result.displays.append(Display(mimeType: file.mimeType, fileId: file.id))
                 result.files.append(file.ref(storePath: store.blobPath(for: file)))

@@ -28,8 +28,10 @@ final class SandboxChild: Sendable {
     private let state = Mutex(State())
     /// The child's own /mnt/data (a tmpfs of its byte budget), -1 once released or when it binds a host directory.
     private let dataDirectoryFd: Mutex<Int32>
-    /// The largest outcome frame kept (figures included); a larger one is skipped unread.
+    /// The largest outcome frame kept, and what a cell's display frames may add up to; more is skipped unread.
     static let maxOutcomeBytes = 64 << 20
+    /// The displays a cell may show (the runtime's own cap, _MAX_DISPLAYS).
+    static let maxDisplays = 20
 
     init(id: UInt32, pid: Int32, descriptors: [Int32], dataDirectory: Int32 = -1, worker: WorkerProcess) {
         self.id = id
@@ -152,6 +154,8 @@ struct CellRun: Sendable {
     /// `usage` frames): both present when the cell ran to its end.
     var outcome: [UInt8]?
     var usage: CellUsage?
+    /// The payloads of the last display frames before the outcome (the bytes of its displays, in order).
+    var displays: [[UInt8]] = []
     var timedOut = false
     var outputLimited = false
     var stdoutTruncated = false
@@ -202,6 +206,7 @@ extension SandboxChild {
         var results = FrameDecoder(maxPayload: Self.maxOutcomeBytes)
         var report = FrameDecoder(maxPayload: ChildReportRecord.maxPayload)
         var reportBytes = 0
+        var displayBytes = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var discarded = 0
         let floodLimit = 8 * max(limits.stdoutBytes, limits.stderrBytes)
@@ -240,13 +245,21 @@ extension SandboxChild {
                             // The first of each kind is the cell's; any other was written by its code.
                             switch frame.kind {
                             case .outcome where run.outcome == nil: run.outcome = frame.payload
+                            case .display where run.outcome == nil:
+                                // The runtime writes a cell's displays right before its outcome: the last ones are
+                                // the cell's (any before them, its code wrote), as many as a cell shows at most.
+                                run.displays.append(frame.payload)
+                                displayBytes += frame.payload.count
+                                while run.displays.count > Self.maxDisplays || displayBytes > Self.maxOutcomeBytes {
+                                    displayBytes -= run.displays.removeFirst().count
+                                }
                             case .usage where run.usage == nil:
                                 run.usage = (try? JSONDecoder().decode(CellUsage.self, from: Data(frame.payload)))
                                     ?? CellUsage(cpu_ms: 0, max_rss_kb: 0)
                             default: break
                             }
                         } catch .tooLarge(_) {
-                            // Only an outcome gets this big: one too big to keep counts as one that cannot be read.
+                            // Only an outcome or a display gets this big: one too big to keep counts as an outcome that cannot be read.
                             if run.outcome == nil { run.outcome = [] }
                         } catch {
                             continue

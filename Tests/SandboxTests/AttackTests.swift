@@ -166,4 +166,22 @@ struct AttackTests {
         let after = try await engine.execute(ExecutionRequest(code: "'fine'", sessionId: session.id))
         #expect(after.status == .ok && after.result?["text/plain"] == "'fine'", "\(after.status)")
     }
+
+    @Test func displayFramesOfTheCodesOwnAreCappedAndLabelNothingButItsResult() async throws {
+        // Display frames the code writes itself come before the runtime's, which are the ones its result keeps.
+        let r = try await EngineFixture.run("""
+            import os, struct
+            for _ in range(500):
+                os.write(3, struct.pack('<IBI', 5 + 4, 32, 0) + b'junk')
+            import matplotlib.pyplot as plt
+            plt.plot([1, 2])
+            plt.show()
+            """)
+        #expect(r.status == .ok, "\(r.status) \(r.error.map { "\($0.name): \($0.value)" } ?? "")")
+        #expect(r.displays.count == 1, "one display in the outcome, whatever frames came before it")
+        let display = try #require(r.displays.first)
+        let stored = try #require(try EngineFixture.engine.store.file(id: display.fileId))
+        let png = try #require(FileManager.default.contents(atPath: EngineFixture.engine.store.blobPath(for: stored)))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+    }
 }

@@ -7,7 +7,6 @@ once per cell, each with its own pipe as result_fd. stdin is /dev/null, as in th
 Run: cd /work/main && /usr/bin/python3 -m unittest discover -s Tests/runtime -v
 """
 
-import base64
 import json
 import os
 import shutil
@@ -70,8 +69,9 @@ def tearDownModule():
 
 
 class Run:
-    def __init__(self, outcomes, stdout, stderr):
+    def __init__(self, outcomes, images, stdout, stderr):
         self.outcomes = outcomes
+        self.images = images  # per cell, the bytes of its displays
         self.stdout = stdout
         self.stderr = stderr
 
@@ -89,15 +89,28 @@ class Run:
 
     @property
     def pngs(self):
-        return [base64.b64decode(display["data"]) for display in self.outcome["displays"]]
+        return self.images[-1]
 
 
-def _outcome_payload(test, data):
-    """The JSON of the single `outcome` frame (FrameKind.outcome, 30) that `data` must be."""
-    test.assertGreaterEqual(len(data), 9, data)
-    length, kind, job = struct.unpack("<IBI", data[:9])
-    test.assertEqual((length, kind, job), (len(data) - 4, 30, 0), data[:32])
-    return data[9:]
+def _frames(data):
+    """(kind, job, payload) of each frame in `data`, which must hold whole frames only."""
+    frames = []
+    while data:
+        length, kind, job = struct.unpack("<IBI", data[:9])
+        frames.append((kind, job, data[9:4 + length]))
+        data = data[4 + length:]
+    return frames
+
+
+def _cell_frames(test, data):
+    """A cell's result descriptor: its display frames (FrameKind.display, 32) then one outcome frame
+    (FrameKind.outcome, 30), all with job 0; returns the outcome's JSON and the displays' bytes."""
+    frames = _frames(data)
+    test.assertTrue(frames, data)
+    test.assertEqual([(kind, job) for kind, job, _ in frames], [(32, 0)] * (len(frames) - 1) + [(30, 0)], data[:64])
+    outcome = json.loads(frames[-1][2])
+    test.assertEqual(outcome["displays"], [{"mime_type": "image/png"}] * (len(frames) - 1))
+    return outcome, [payload for _, _, payload in frames[:-1]]
 
 
 def _read_all(fd, into, index):
@@ -133,12 +146,13 @@ class RuntimeTestCase(unittest.TestCase):
                 reader.join()
         stdout, stderr = stdout.decode(), stderr.decode()
         self.assertEqual(process.returncode, 0, f"harness failed (99: result_fd left open)\n{stderr}")
-        outcomes = []
+        outcomes, images = [], []
         for data in raw:
-            outcome = json.loads(_outcome_payload(self, data))
+            outcome, pngs = _cell_frames(self, data)
             self.assertEqual(set(outcome), {"result", "error", "displays"}, data)
             outcomes.append(outcome)
-        return Run(outcomes, stdout, stderr)
+            images.append(pngs)
+        return Run(outcomes, images, stdout, stderr)
 
     def run_script(self, script):
         """Run a script that has `runtime` loaded; returns its stdout parsed as JSON."""
@@ -327,7 +341,7 @@ class FigureTests(RuntimeTestCase):
         self.assertEqual(first["result"], {"text/plain": "0"})  # show() closed the figure
         self.assertEqual(len(first["displays"]), 1)
         self.assertEqual(first["displays"][0]["mime_type"], "image/png")
-        self.assert_png(base64.b64decode(first["displays"][0]["data"]))
+        self.assert_png(run.images[0][0])
         self.assertEqual(second["result"], {"text/plain": "[]"})
         self.assertEqual(second["displays"], [])
         self.assertEqual(run.stderr, "")
@@ -542,12 +556,13 @@ class ZygoteTests(RuntimeTestCase):
                 os._exit(0)
             os.close(write)
             with os.fdopen(read, "rb") as pipe:
-                print(pipe.read()[9:].decode())
+                print(json.dumps(list(pipe.read())))
             os.waitpid(pid, 0)
             """)
+        outcome, pngs = _cell_frames(self, bytes(outcome))
         self.assertIsNone(outcome["error"])
-        self.assertEqual(len(outcome["displays"]), 1)
-        self.assert_png(base64.b64decode(outcome["displays"][0]["data"]))
+        self.assertEqual(len(pngs), 1)
+        self.assert_png(pngs[0])
 
 
 if __name__ == "__main__":
