@@ -38,7 +38,9 @@ final class HealthMonitor: Sendable {
         return reason
     }
 
-    /// Runs `1` in a fresh sandbox, starting a worker first when none runs.
+    /// Runs `1` in a fresh sandbox, starting a worker first when none runs. Straight to the engine, not through
+    /// `ServerExecutions`: a probe is the server's own, so it takes no place of a caller's in the gate and is not
+    /// counted with the callers' executions.
     private func probe(_ engine: ExecutionEngine) async {
         do {
             let r = try await engine.execute(ExecutionRequest(code: "1", timeoutSeconds: 30))
