@@ -273,10 +273,11 @@ public final class ExecutionEngine: Sendable {
         _ = try await readyWorker(filter)
         let key = PoolKey(profileName: request.profile, filterKey: filter.key, network: request.network && profile.network,
                           limits: profile.limits)
-        let (warm, fromPool) = try await pool.take(key)
+        let (warm, fromPool, refillDeferred) = try await pool.take(key, refillLater: true)
         defer {
             retireWorkdir(warm.workdir)
             warm.child.releaseDataDirectory()
+            if refillDeferred { pool.refill(key) }
         }
         var known: [String: FileStamp] = [:]
         // The child's /mnt/data: its own tmpfs (the byte budget), or a host directory where there are no namespaces.

@@ -78,22 +78,31 @@ final class WarmPool: Sendable {
     /// its way and not promised to an earlier take (it is part-way through its fork and isolation, nearer than a
     /// new one, and a second fork would only compete with it for the CPU); else one forked now. Either way, the
     /// pool refills behind it.
-    func take(_ key: PoolKey) async throws -> (WarmChild, warm: Bool) {
-        if let found = takeWarm(key) { return (found, true) }
+    ///
+    /// `refillLater`: when other children of `key` are still waiting, the refill is left to the caller
+    /// (`refillDeferred`), which calls `refill(key)` once its execution is answered: the next child's fork and
+    /// isolation then do not take a core while this one runs. With none left waiting it starts at once.
+    func take(_ key: PoolKey, refillLater: Bool = false) async throws -> (WarmChild, warm: Bool, refillDeferred: Bool) {
+        if let (found, deferred) = takeWarm(key, refill: true, deferringRefill: refillLater) { return (found, true, deferred) }
         if let coming = await nextRefilled(key) {
-            if !coming.child.hasExited && coming.child.workerIsAlive { return (coming, true) }
+            if !coming.child.hasExited && coming.child.workerIsAlive { return (coming, true, false) }
             discard(coming)
         }
         guard let child = try await make(key, true) else {
             throw EngineError(.busy, "no sandbox slot is free")
         }
-        return (child, false)
+        return (child, false, false)
     }
 
     /// A warm child for `key` if one is waiting (nil: the caller forks its own). The pool refills behind it,
     /// unless the caller will (once the slot the refill needs is free).
     func takeWarm(_ key: PoolKey, refill refills: Bool = true) -> WarmChild? {
-        let (found, stale) = state.withLock { s -> (WarmChild?, [WarmChild]) in
+        takeWarm(key, refill: refills, deferringRefill: false)?.0
+    }
+
+    /// `takeWarm`, and whether the refill was left to the caller (`deferringRefill` and others still waiting).
+    private func takeWarm(_ key: PoolKey, refill refills: Bool, deferringRefill: Bool) -> (WarmChild, Bool)? {
+        let (found, stale, left) = state.withLock { s -> (WarmChild?, [WarmChild], Int) in
             s.keys[key.profileName] = key
             // Children of an older version of this profile will never be asked for again.
             var stale: [WarmChild] = []
@@ -106,17 +115,18 @@ final class WarmPool: Sendable {
                     s.idle[key] = list
                     s.idleDeaths[key] = 0
                     s.stats.hits += 1
-                    return (w, stale)
+                    return (w, stale, list.count)
                 }
                 stale.append(w)  // died while waiting, its exit not yet seen here
             }
             s.idle[key] = list
             s.stats.misses += 1
-            return (nil, stale)
+            return (nil, stale, 0)
         }
         for w in stale { discard(w) }
-        if refills { refill(key) }
-        return found
+        let deferred = found != nil && deferringRefill && left > 0
+        if refills && !deferred { refill(key) }
+        return found.map { ($0, deferred) }
     }
 
     /// Waits for the child the pool's refill is forking for `key`, if one is on its way for no earlier waiter; nil

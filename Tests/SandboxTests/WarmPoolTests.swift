@@ -82,6 +82,34 @@ struct WarmPoolTests {
         #expect(stats.hits + stats.waitedForRefill == runs, "\(stats)")
     }
 
+    @Test func theNextChildIsForkedAfterTheExecutionWhileAnotherWaits() async throws {
+        // The fork and isolation of a replacement would take a core while the execution runs; with another child
+        // still waiting nobody needs it sooner, so it starts when the execution is over.
+        var config = EngineFixture.smallConfiguration("pool-after", uidBase: 2_750_000, preload: [])
+        config.slots = 2
+        let engine = try ExecutionEngine(configuration: config)
+        defer { engine.shutdown() }
+        _ = try await engine.execute(ExecutionRequest(code: "1"))
+        #expect(try await eventually { engine.pool.stats.idle == engine.pool.target }, "\(engine.pool.stats)")
+        #expect(engine.pool.target == 2)
+        let spawned = engine.pool.stats.spawned
+        let running = Task { try await engine.execute(ExecutionRequest(code: "import time\ntime.sleep(2)\n'slept'")) }
+        #expect(try await eventually(10) { engine.pool.stats.idle == 1 }, "\(engine.pool.stats)")
+        try await Task.sleep(for: .seconds(1))
+        #expect(engine.pool.stats.spawned == spawned, "a child was forked while the execution ran: \(engine.pool.stats)")
+        let r = try await running.value
+        #expect(r.status == .ok && r.result?["text/plain"] == "'slept'" && r.usage.warmStart == true)
+        #expect(try await eventually { engine.pool.stats.idle == engine.pool.target }, "refilled after it: \(engine.pool.stats)")
+        #expect(engine.pool.stats.spawned == spawned + 1)
+
+        // The last waiting child taken: its replacement is forked at once, for the execution after.
+        let first = Task { try await engine.execute(ExecutionRequest(code: "import time\ntime.sleep(2)")) }
+        #expect(try await eventually(10) { engine.pool.stats.idle == 1 })
+        let second = Task { try await engine.execute(ExecutionRequest(code: "import time\ntime.sleep(2)")) }
+        #expect(try await eventually(10) { engine.pool.stats.spawned > spawned + 1 }, "\(engine.pool.stats)")
+        _ = try await (first.value, second.value)
+    }
+
     @Test func thePoolRefillsAfterABurstLargerThanItself() async throws {
         let burst = engine.pool.target * 3
         let before = engine.pool.stats
