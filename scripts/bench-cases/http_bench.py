@@ -38,10 +38,11 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+SPACING = 0.3
 STAGES = ("queue_ms", "start_ms", "run_ms", "collect_ms", "store_ms")
 
 
-def run_level(url, key, code, concurrency, total, session, setup=None):
+def run_level(url, key, code, concurrency, total, session, setup=None, gap=0):
     latencies, errors, stages, cold = [], [], {stage: [] for stage in STAGES}, []
     lock = threading.Lock()
     per_thread = max(1, total // concurrency)
@@ -68,6 +69,7 @@ def run_level(url, key, code, concurrency, total, session, setup=None):
                         cold.append(usage.get("warm_start") is False)
                     else:
                         errors.append(result.get("status"))
+                time.sleep(gap)
             if session:
                 conn.request("DELETE", f"/v1/sessions/{body['session_id']}", headers={"Authorization": f"Bearer {key}"})
                 conn.getresponse().read()
@@ -101,10 +103,14 @@ def main():
     if not naive:
         cases += [("print1-session", "print(1)", True, None), ("incr-session", "x += 1", True, "x = 0"),
                   ("chart-session", chart, True, None)]
-    for name, code, session, setup in cases:
-        for concurrency in levels:
+    # "-spaced": one client, one request every SPACING seconds, as a chat backend sends them (a model call between
+    # two executions): what a user waits for when the pool is not being drained back to back.
+    spaced = [("print1-spaced", "print(1)", False, None)] + ([] if naive else [("print1-session-spaced", "print(1)", True, None)])
+    for name, code, session, setup in cases + spaced:
+        gap = SPACING if name.endswith("-spaced") else 0
+        for concurrency in ([1] if gap else levels):
             total = max(per_level, 2 * concurrency)
-            latencies, errors, wall, stages, cold = run_level(url, key, code, concurrency, total, session, setup)
+            latencies, errors, wall, stages, cold = run_level(url, key, code, concurrency, total, session, setup, gap)
             row = {"server": label, "case": name, "concurrency": concurrency, "requests": len(latencies),
                    "errors": len(errors), "first_error": errors[0] if errors else None}
             if latencies:

@@ -13,6 +13,7 @@ import time
 from jupyter_client.manager import start_new_kernel
 
 CASES = os.path.dirname(os.path.abspath(__file__))
+SPACING = 0.3
 
 
 def percentile(values, p):
@@ -40,7 +41,9 @@ def main():
     try:
         chart = open(os.path.join(CASES, "chart.py")).read()
         run(client, "x = 0")
-        for name, code in [("print1", "print(1)"), ("incr", "x += 1"), ("chart", chart)]:
+        # "-spaced": one request every SPACING seconds, as a chat backend sends them (a model call in between).
+        for name, code, gap in [("print1", "print(1)", 0), ("incr", "x += 1", 0), ("chart", chart, 0),
+                                ("print1-spaced", "print(1)", SPACING)]:
             run(client, code)  # warm
             latencies = []
             started = time.perf_counter()
@@ -49,6 +52,7 @@ def main():
                 if run(client, code) != "ok":
                     raise SystemExit(f"{name} failed in the kernel")
                 latencies.append((time.perf_counter() - t) * 1000)
+                time.sleep(gap)
             wall = time.perf_counter() - started
             print(json.dumps({"server": "jupyter", "case": name, "concurrency": 1, "requests": n, "errors": 0,
                               "p50_ms": round(statistics.median(latencies), 1),
