@@ -598,9 +598,15 @@ public final class ExecutionEngine: Sendable {
                     interpreter = SessionInterpreter(child: child, slot: grant.slot)
                 }
                 if let data = interpreter!.child.dataDirectory {
-                    let owner = uidForSlot(interpreter!.slot)
+                    let (owner, made) = (uidForSlot(interpreter!.slot), interpreter!)
                     try await blockingIO { [self] in
-                        try fillSessionData(session.id, into: data, owner: owner, budget: sessionLimits.dataBytes, profile: profile.name)
+                        // Made the session's interpreter under the directory's lock, as the copy ends: an upload
+                        // from then on goes into its /mnt/data too, and one before it is in what was copied. (Made
+                        // after the lock, an upload in between would reach only the directory, and the cell's save
+                        // of a /mnt/data without it would remove it there.)
+                        try fillSessionData(session.id, into: data, owner: owner, budget: sessionLimits.dataBytes, profile: profile.name) {
+                            state.withLock { $0.interpreters[session.id] = made }
+                        }
                     }
                 } else if childrenHaveOwnData {
                     throw EngineError(.sandboxSetup, "the sandbox did not hand over its /mnt/data")
@@ -686,7 +692,9 @@ public final class ExecutionEngine: Sendable {
     }
 
     /// Copies a session's files from its directory on disk into a new interpreter's /mnt/data (its tmpfs).
-    private func fillSessionData(_ session: String, into data: Int32, owner: uid_t?, budget: Int64, profile: String) throws {
+    /// `filled` runs under the directory's lock once the copy is complete.
+    private func fillSessionData(_ session: String, into data: Int32, owner: uid_t?, budget: Int64, profile: String,
+                                 filled: () -> Void) throws {
         try sessionBook.withDirectory(session) {
             let disk = open(sessionDirectory(session), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard disk >= 0 else { throw EngineError(.workerFailed, "cannot open the session's directory: \(String(cString: strerror(errno)))") }
@@ -698,6 +706,7 @@ public final class ExecutionEngine: Sendable {
                 throw EngineError(.tooLarge, "the session's files do not fit in /mnt/data, whose budget is \(Limits.describeBytes(budget)) "
                     + "(data_bytes of profile \"\(profile)\"): delete some of them")
             }
+            filled()
         }
     }
 
