@@ -4,7 +4,7 @@ execute() mutates __main__ and writes to a descriptor, so every case runs in a f
 harness loads the runtime from its path, calls after_fork() as the zygote's child does, then execute()
 once per cell, each with its own pipe as result_fd. stdin is /dev/null, as in the sandbox.
 
-Run: cd /work/main && /usr/bin/python3 -m unittest discover -s Tests/runtime -v
+Run from the repository root: /usr/bin/python3 -m unittest discover -s Tests/runtime -v
 """
 
 import json
