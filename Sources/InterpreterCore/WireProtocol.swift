@@ -448,8 +448,8 @@ public struct IsolationReport: Codable, Sendable, Equatable {
 
 /// What the Python runtime inside the child reports on its result descriptor (an `outcome` frame's payload).
 public struct RuntimeOutcome: Codable, Sendable, Equatable {
-    /// A figure or image the cell showed; its bytes are the payload of the cell's display frame of the same
-    /// index (raw, where base64 inside this JSON cost the runtime ~2 ms per figure).
+    /// A figure or image the cell showed; its bytes are the payload of a display frame written just before the
+    /// outcome, in the same order (raw, where base64 inside this JSON cost the runtime ~2 ms per figure).
     public struct Image: Codable, Sendable, Equatable {
         public var mimeType: String
         public init(mimeType: String) {

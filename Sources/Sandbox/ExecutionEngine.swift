@@ -273,7 +273,7 @@ public final class ExecutionEngine: Sendable {
         _ = try await readyWorker(filter)
         let key = PoolKey(profileName: request.profile, filterKey: filter.key, network: request.network && profile.network,
                           limits: profile.limits)
-        let (warm, fromPool, refillDeferred) = try await pool.take(key, refillLater: true)
+        let (warm, fromPool, refillDeferred) = try await pool.take(key)
         defer {
             retireWorkdir(warm.workdir)
             warm.child.releaseDataDirectory()

@@ -79,11 +79,11 @@ final class WarmPool: Sendable {
     /// new one, and a second fork would only compete with it for the CPU); else one forked now. Either way, the
     /// pool refills behind it.
     ///
-    /// `refillLater`: when other children of `key` are still waiting, the refill is left to the caller
-    /// (`refillDeferred`), which calls `refill(key)` once its execution is answered: the next child's fork and
-    /// isolation then do not take a core while this one runs. With none left waiting it starts at once.
-    func take(_ key: PoolKey, refillLater: Bool = false) async throws -> (WarmChild, warm: Bool, refillDeferred: Bool) {
-        if let (found, deferred) = takeWarm(key, refill: true, deferringRefill: refillLater) { return (found, true, deferred) }
+    /// When other children of `key` are still waiting, the refill is left to the caller (`refillDeferred`), which
+    /// calls `refill(key)` once its execution is answered: the next child's fork and isolation then do not take a
+    /// core while this one runs. With none left waiting it starts at once.
+    func take(_ key: PoolKey) async throws -> (WarmChild, warm: Bool, refillDeferred: Bool) {
+        if let (found, deferred) = takeWarm(key, refill: true, deferringRefill: true) { return (found, true, deferred) }
         if let coming = await nextRefilled(key) {
             if !coming.child.hasExited && coming.child.workerIsAlive { return (coming, true, false) }
             discard(coming)

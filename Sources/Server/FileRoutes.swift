@@ -172,13 +172,17 @@ extension CodeInterpServer {
 
     /// Up to `count` bytes of the file at `offset` (at least one: a file shorter than its row says is an error).
     static func read(_ file: Descriptor, count: Int, at offset: off_t) throws -> ByteBuffer {
-        var bytes = [UInt8](repeating: 0, count: count)
-        while true {
-            let n = bytes.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress, count, offset) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw APIError.internalError("the stored file ended early") }
-            return ByteBuffer(bytes: bytes[0..<n])
+        var buffer = ByteBuffer()
+        // Straight into the buffer the response writes: no zeroed array to copy from.
+        _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { bytes in
+            while true {
+                let n = pread(file.fd, bytes.baseAddress, count, offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw APIError.internalError("the stored file ended early") }
+                return n
+            }
         }
+        return buffer
     }
 
     static func contentType(_ mime: String) -> String {
