@@ -21,10 +21,12 @@ public enum FrameKind: UInt8, Sendable {
     case ack = 16            // payload: empty; the limits are in force
     // engine -> child, on its command pipe
     case cell = 20           // payload: CellCommand (u64 memory allowance | UTF-8 code)
+    case prime = 21          // payload: empty; while waiting, render a throwaway chart (answered by `primed`)
     // child -> engine, on its result descriptor: per cell its displays' bytes, an outcome, then its usage
     case outcome = 30        // payload: RuntimeOutcome JSON, written by the Python runtime
     case usage = 31          // payload: {"cpu_ms":..,"max_rss_kb":..,"alone":..} of the interpreter's life so far
     case display = 32        // payload: one display's bytes (a PNG), before the outcome, in its displays' order
+    case primed = 33         // payload: empty; the prime is done (left unread until the next cell, whose reader skips it)
     // child -> engine, on its report descriptor (ChildReportRecord)
     case blockedSyscall = 40 // payload: i32, the call's number
     case signalled = 41      // payload: i32, the signal

@@ -273,7 +273,7 @@ public final class ExecutionEngine: Sendable {
         _ = try await readyWorker(filter)
         let key = PoolKey(profileName: request.profile, filterKey: filter.key, network: request.network && profile.network,
                           limits: profile.limits)
-        let (warm, fromPool, refillDeferred) = try await pool.take(key)
+        let (warm, fromPool, refillDeferred) = try await pool.take(key, forChart: WarmPool.mayDrawCharts(request.code))
         defer {
             retireWorkdir(warm.workdir)
             warm.child.releaseDataDirectory()
@@ -584,7 +584,7 @@ public final class ExecutionEngine: Sendable {
                 let key = PoolKey(profileName: session.profile, filterKey: filter.key, network: request.network && profile.network,
                                   limits: sessionLimits)
                 // Spares are made with the profile's limits: a session with memory of its own forks its interpreter.
-                if session.memoryBytes == nil, let warm = sessionPool.takeWarm(key, refill: false),
+                if session.memoryBytes == nil, let warm = sessionPool.takeWarm(key, refill: false, forChart: WarmPool.mayDrawCharts(request.code)),
                    adopt(warm, session: session.id, workdir: workdir) {
                     interpreter = SessionInterpreter(child: warm.child, slot: warm.slot)
                     spare = true

@@ -84,6 +84,19 @@ final class SandboxChild: Sendable {
 
     func setLimits(_ limits: ChildLimits) async throws { try await worker.setLimits(limits, on: id) }
 
+    /// Asks the waiting child to render a throwaway chart (FrameKind.prime): its first chart then copies no page of
+    /// the zygote on the request path. The frame is small and the pipe of a waiting child empty: this never blocks.
+    func prime() {
+        if !writeAll(fd(.command), Frame(kind: .prime, payload: []).encoded()) { kill() }
+    }
+
+    /// Whether the child has answered `prime`: its `primed` frame waits, unread, on the result pipe (the only thing
+    /// a waiting child writes there; the next cell's reader skips it).
+    var isPrimed: Bool {
+        var p = pollfd(fd: fd(.result), events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) == 1 && p.revents & Int16(POLLIN) != 0
+    }
+
     /// The zygote's account once the child and its whole pid namespace are gone; nil when the worker died.
     func waitForExit() async -> ChildExit? {
         await withCheckedContinuation { (c: CheckedContinuation<ChildExit?, Never>) in
@@ -256,7 +269,7 @@ extension SandboxChild {
                             case .usage where run.usage == nil:
                                 run.usage = (try? JSONDecoder().decode(CellUsage.self, from: Data(frame.payload)))
                                     ?? CellUsage(cpu_ms: 0, max_rss_kb: 0)
-                            default: break
+                            default: break  // `primed` (the answer to a prime before this cell), or a frame of the code's own
                             }
                         } catch .tooLarge(_) {
                             // Only an outcome or a display gets this big: one too big to keep counts as an outcome that cannot be read.

@@ -32,8 +32,12 @@ public struct WarmPoolStatistics: Sendable, Equatable {
     public var spawned = 0
     /// Refills that failed (no free slot, the worker refused or died).
     public var refillFailures = 0
+    /// Takes that found the pool's primed child ready (it had rendered a throwaway chart while it waited).
+    public var primedTakes = 0
     /// Warm children waiting now.
     public var idle = 0
+    /// Of those, the ones primed and ready (one per pool at most).
+    public var primedIdle = 0
 }
 
 /// Pools of warm children, one per profile in use, each refilled in the background up to `target`. A child is
@@ -53,6 +57,8 @@ final class WarmPool: Sendable {
         var idleDeaths: [PoolKey: Int] = [:]
         /// The newest key of each profile taken from: refilled again when slots come free.
         var keys: [String: PoolKey] = [:]
+        /// Waiting children asked to prime themselves (`SandboxChild.prime`): one per pool at a time.
+        var primed: Set<ObjectIdentifier> = []
         var stats = Stats()
         var stopped = false
     }
@@ -72,7 +78,15 @@ final class WarmPool: Sendable {
         self.retire = retire
     }
 
-    var stats: Stats { state.withLock { s in var st = s.stats; st.idle = s.idle.values.reduce(0) { $0 + $1.count }; return st } }
+    var stats: Stats {
+        state.withLock { s in
+            var st = s.stats
+            let idle = s.idle.values.joined()
+            st.idle = idle.count
+            st.primedIdle = idle.filter { s.primed.contains(ObjectIdentifier($0.child)) && $0.child.isPrimed }.count
+            return st
+        }
+    }
 
     /// A warm child for `key`; else the next one the pool's refill brings, when a fork for the pool is already on
     /// its way and not promised to an earlier take (it is part-way through its fork and isolation, nearer than a
@@ -82,8 +96,13 @@ final class WarmPool: Sendable {
     /// When other children of `key` are still waiting, the refill is left to the caller (`refillDeferred`), which
     /// calls `refill(key)` once its execution is answered: the next child's fork and isolation then do not take a
     /// core while this one runs. With none left waiting it starts at once.
-    func take(_ key: PoolKey) async throws -> (WarmChild, warm: Bool, refillDeferred: Bool) {
-        if let (found, deferred) = takeWarm(key, refill: true, deferringRefill: true) { return (found, true, deferred) }
+    ///
+    /// `forChart`: the code looks like it draws (see `mayDrawCharts`), so the pool's primed child suits it best;
+    /// other code takes an unprimed child first, leaving the primed one (and its second chart's CPU) for a chart.
+    func take(_ key: PoolKey, forChart: Bool = false) async throws -> (WarmChild, warm: Bool, refillDeferred: Bool) {
+        if let (found, deferred) = takeWarm(key, refill: true, deferringRefill: true, forChart: forChart) {
+            return (found, true, deferred)
+        }
         if let coming = await nextRefilled(key) {
             if !coming.child.hasExited && coming.child.workerIsAlive { return (coming, true, false) }
             discard(coming)
@@ -96,12 +115,18 @@ final class WarmPool: Sendable {
 
     /// A warm child for `key` if one is waiting (nil: the caller forks its own). The pool refills behind it,
     /// unless the caller will (once the slot the refill needs is free).
-    func takeWarm(_ key: PoolKey, refill refills: Bool = true) -> WarmChild? {
-        takeWarm(key, refill: refills, deferringRefill: false)?.0
+    func takeWarm(_ key: PoolKey, refill refills: Bool = true, forChart: Bool = false) -> WarmChild? {
+        takeWarm(key, refill: refills, deferringRefill: false, forChart: forChart)?.0
+    }
+
+    /// Whether `code` looks like it draws a chart: then a primed child renders it without copying the zygote's
+    /// pages on the request path. A guess that only orders the choice between waiting children.
+    static func mayDrawCharts(_ code: String) -> Bool {
+        ["plot", "plt", "matplotlib", "seaborn", "sns.", "savefig", "figure"].contains { code.contains($0) }
     }
 
     /// `takeWarm`, and whether the refill was left to the caller (`deferringRefill` and others still waiting).
-    private func takeWarm(_ key: PoolKey, refill refills: Bool, deferringRefill: Bool) -> (WarmChild, Bool)? {
+    private func takeWarm(_ key: PoolKey, refill refills: Bool, deferringRefill: Bool, forChart: Bool) -> (WarmChild, Bool)? {
         let (found, stale, left) = state.withLock { s -> (WarmChild?, [WarmChild], Int) in
             s.keys[key.profileName] = key
             // Children of an older version of this profile will never be asked for again.
@@ -109,19 +134,29 @@ final class WarmPool: Sendable {
             for k in s.idle.keys where k.profileName == key.profileName && k != key {
                 stale += s.idle.removeValue(forKey: k) ?? []
             }
-            var list = s.idle[key] ?? []
-            while let w = list.popLast() {
-                if !w.child.hasExited && w.child.workerIsAlive {
-                    s.idle[key] = list
-                    s.idleDeaths[key] = 0
-                    s.stats.hits += 1
-                    return (w, stale, list.count)
-                }
-                stale.append(w)  // died while waiting, its exit not yet seen here
+            var live: [WarmChild] = []
+            for w in s.idle[key] ?? [] {
+                // Died while waiting, its exit not yet seen here?
+                if !w.child.hasExited && w.child.workerIsAlive { live.append(w) } else { stale.append(w) }
             }
-            s.idle[key] = list
-            s.stats.misses += 1
-            return (nil, stale, 0)
+            for w in stale { s.primed.remove(ObjectIdentifier(w.child)) }
+            let primed = s.primed
+            let asked = { (w: WarmChild) in primed.contains(ObjectIdentifier(w.child)) }
+            // The newest first; a chart prefers the primed child, other code any other; one still priming last.
+            let ready = live.lastIndex { asked($0) && $0.child.isPrimed }
+            let unasked = live.lastIndex { !asked($0) }
+            guard let i = (forChart ? ready ?? unasked : unasked ?? ready) ?? live.indices.last else {
+                s.idle[key] = live
+                s.stats.misses += 1
+                return (nil, stale, 0)
+            }
+            let w = live.remove(at: i)
+            if i == ready { s.stats.primedTakes += 1 }
+            s.primed.remove(ObjectIdentifier(w.child))
+            s.idle[key] = live
+            s.idleDeaths[key] = 0
+            s.stats.hits += 1
+            return (w, stale, live.count)
         }
         for w in stale { discard(w) }
         let deferred = found != nil && deferringRefill && left > 0
@@ -174,6 +209,7 @@ final class WarmPool: Sendable {
             s.refilling[key, default: 0] += n
             return n
         }
+        primeOne(key)
         guard wanted > 0 else { return }
         Task.detached(priority: .utility) { [self] in
             for i in 0..<wanted {
@@ -217,6 +253,7 @@ final class WarmPool: Sendable {
                         let deaths = state.withLock { s -> Int? in
                             guard let i = s.idle[key]?.firstIndex(where: { $0.child === made.child }) else { return nil }
                             s.idle[key]!.remove(at: i)
+                            s.primed.remove(ObjectIdentifier(made.child))
                             s.idleDeaths[key, default: 0] += 1
                             return s.idleDeaths[key]
                         }
@@ -228,6 +265,7 @@ final class WarmPool: Sendable {
                             refill(key)
                         }
                     }
+                    primeOne(key)
                 case (_, let made?):
                     discard(made)
                 case (_, nil):
@@ -248,6 +286,20 @@ final class WarmPool: Sendable {
         }
     }
 
+    /// Asks one waiting child of `key` to render a throwaway chart, unless one has been asked already: the pages
+    /// of one chart (~13 MB) for the pool, not for each child. Called when the pool refills: after an execution
+    /// whose child's replacement waited for its end, so the priming does not take a core from it either.
+    private func primeOne(_ key: PoolKey) {
+        state.withLock { s in
+            guard !s.stopped, let list = s.idle[key],
+                  !list.contains(where: { s.primed.contains(ObjectIdentifier($0.child)) }),
+                  let w = list.last(where: { !$0.child.hasExited }) else { return }
+            s.primed.insert(ObjectIdentifier(w.child))
+            // Under the lock, so no take can hand the child a cell before this frame is on its pipe.
+            w.child.prime()
+        }
+    }
+
     /// The children waiting now (tests kill them to see the pool recover).
     var idleChildren: [SandboxChild] { state.withLock { $0.idle.values.flatMap { $0.map(\.child) } } }
 
@@ -255,7 +307,7 @@ final class WarmPool: Sendable {
     func drain() {
         let (all, waiting) = state.withLock { s -> ([WarmChild], [CheckedContinuation<WarmChild?, Never>]) in
             s.stopped = true
-            defer { s.idle = [:]; s.waiters = [:] }
+            defer { s.idle = [:]; s.waiters = [:]; s.primed = [] }
             return (s.idle.values.flatMap { $0 }, s.waiters.values.flatMap { $0 })
         }
         for w in waiting { w.resume(returning: nil) }

@@ -115,6 +115,10 @@ final class ServerMetrics: Sendable {
             single("codeinterp_warm_pool_spawned_total", "counter", "Children forked ahead of demand.", p.spawned)
             single("codeinterp_warm_pool_refill_failures_total", "counter",
                    "Refills that could not fork a child (no free slot, the worker refused or died).", p.refillFailures)
+            single("codeinterp_warm_pool_primed_children", "gauge",
+                   "Waiting children that have rendered a throwaway chart, for the next execution that draws one.", p.primedIdle)
+            single("codeinterp_warm_pool_primed_takes_total", "counter",
+                   "Stateless executions that took a primed child.", p.primedTakes)
         }
         if let p = g.sessionPool {
             pool(p, idle: "codeinterp_spare_interpreters",

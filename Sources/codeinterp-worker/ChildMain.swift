@@ -39,7 +39,11 @@ extension Zygote {
         var commands = FrameDecoder(maxPayload: Int(UInt32.max))
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            guard let cell = nextCell(&commands, from: command, buffer: &buffer) else { _exit(0) }
+            guard let next = nextCommand(&commands, from: command, buffer: &buffer) else { _exit(0) }
+            guard case .cell(let cell) = next else {
+                python.prime(resultFd: result)
+                continue
+            }
             let memory = cell.memoryBytes
             if memory > 0 {
                 // Lower only. A session keeps its hard limit, so a later cell may have the profile's again.
@@ -71,13 +75,21 @@ extension Zygote {
     }
 }
 
-/// The next cell on the command pipe, blocking until it is all in; nil once the engine closed the pipe.
-private func nextCell(_ decoder: inout FrameDecoder, from fd: Int32, buffer: inout [UInt8]) -> CellCommand? {
+/// What the engine asks of a waiting child.
+private enum ChildCommand {
+    case cell(CellCommand)
+    /// Render a throwaway chart now, before any cell (FrameKind.prime).
+    case prime
+}
+
+/// The next command on the command pipe, blocking until it is all in; nil once the engine closed the pipe.
+private func nextCommand(_ decoder: inout FrameDecoder, from fd: Int32, buffer: inout [UInt8]) -> ChildCommand? {
     while true {
         let frame: Frame?
         do { frame = try decoder.next() } catch { continue }  // dropped; the next frame may be buffered already
         if let frame {
-            if let cell = CellCommand(frame) { return cell }
+            if let cell = CellCommand(frame) { return .cell(cell) }
+            if frame.kind == .prime { return .prime }
             continue
         }
         let n = read(fd, &buffer, buffer.count)

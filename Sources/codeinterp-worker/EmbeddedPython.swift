@@ -8,6 +8,7 @@ struct EmbeddedPython {
     private let warmupFn: UnsafeMutablePointer<PyObject>
     private let afterForkFn: UnsafeMutablePointer<PyObject>
     private let executeFn: UnsafeMutablePointer<PyObject>
+    private let primeFn: UnsafeMutablePointer<PyObject>
     let version: String
 
     init(executable: String) throws(WorkerError) {
@@ -40,6 +41,7 @@ struct EmbeddedPython {
         warmupFn = try function("warmup")
         afterForkFn = try function("after_fork")
         executeFn = try function("execute")
+        primeFn = try function("prime")
     }
 
     /// Imports each module; returns (loaded, failed).
@@ -97,6 +99,13 @@ struct EmbeddedPython {
         ci_py_decref(fdObject)
         ci_py_decref(keepObject)
         ci_py_decref(oneShotObject)
+    }
+
+    /// While the child waits: a throwaway chart, then a `primed` frame on `resultFd` (the runtime's `prime`).
+    func prime(resultFd: Int32) {
+        let fdObject = PyLong_FromLong(Int(resultFd))
+        if let r = ci_py_call1(primeFn, fdObject) { ci_py_decref(r) } else { PyErr_Print() }
+        ci_py_decref(fdObject)
     }
 
     private static func fetchError() -> String {

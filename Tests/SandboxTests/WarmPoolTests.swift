@@ -93,7 +93,8 @@ struct WarmPoolTests {
         #expect(try await eventually { engine.pool.stats.idle == engine.pool.target }, "\(engine.pool.stats)")
         #expect(engine.pool.target == 2)
         let spawned = engine.pool.stats.spawned
-        let running = Task { try await engine.execute(ExecutionRequest(code: "import time\ntime.sleep(2)\n'slept'")) }
+        // The execution outlasts the look by seconds, so a slow machine cannot make it end first.
+        let running = Task { try await engine.execute(ExecutionRequest(code: "import time\ntime.sleep(6)\n'slept'")) }
         #expect(try await eventually(10) { engine.pool.stats.idle == 1 }, "\(engine.pool.stats)")
         try await Task.sleep(for: .seconds(1))
         #expect(engine.pool.stats.spawned == spawned, "a child was forked while the execution ran: \(engine.pool.stats)")
@@ -108,6 +109,41 @@ struct WarmPoolTests {
         let second = Task { try await engine.execute(ExecutionRequest(code: "import time\ntime.sleep(2)")) }
         #expect(try await eventually(10) { engine.pool.stats.spawned > spawned + 1 }, "\(engine.pool.stats)")
         _ = try await (first.value, second.value)
+    }
+
+    @Test func aChartTakesThePrimedChildWhichLeftNothingBehind() async throws {
+        // One waiting child per pool renders a throwaway chart ahead (the zygote's pages a render writes are copied
+        // off the request path). A chart takes that child; other code takes another and leaves it waiting.
+        var config = EngineFixture.smallConfiguration("pool-primed", uidBase: 2_900_000, preload: ["matplotlib.pyplot"])
+        config.slots = 2
+        let engine = try ExecutionEngine(configuration: config)
+        defer { engine.shutdown() }
+        await engine.prewarm()
+        #expect(try await eventually { engine.pool.stats.idle == engine.pool.target && engine.pool.stats.primedIdle == 1 },
+                "\(engine.pool.stats)")
+        let plain = try await engine.execute(ExecutionRequest(code: "6 * 7"))
+        #expect(plain.status == .ok && plain.result?["text/plain"] == "42" && plain.usage.warmStart == true)
+        #expect(engine.pool.stats.primedTakes == 0, "code that draws nothing took the primed child: \(engine.pool.stats)")
+
+        // What the prime drew is gone: no figure open, none of its names, figure numbers from 1 again.
+        let chart = try await engine.execute(ExecutionRequest(code: """
+            import matplotlib.pyplot as plt
+            left = (plt.get_fignums(), sorted(k for k in globals() if k.startswith('_prime')))
+            fig, ax = plt.subplots()
+            ax.plot([1, 4, 9])
+            fig.savefig('/mnt/data/chart.png')
+            (left, fig.number)
+            """))
+        #expect(chart.status == .ok, "\(chart.error?.value ?? "")")
+        #expect(chart.result?["text/plain"] == "(([], []), 1)")
+        #expect(engine.pool.stats.primedTakes == 1, "the chart did not get the primed child: \(engine.pool.stats)")
+        let file = try #require(chart.files.first { $0.name == "chart.png" })
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: try #require(file.storePath)))
+        #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+        #expect(chart.displays.count == 1, "the chart's own figure is its only display: \(chart.displays)")
+
+        // Once the chart is answered, another waiting child is primed for the next one.
+        #expect(try await eventually { engine.pool.stats.primedIdle == 1 }, "\(engine.pool.stats)")
     }
 
     @Test func thePoolRefillsAfterABurstLargerThanItself() async throws {

@@ -199,6 +199,47 @@ class CellValueTests(RuntimeTestCase):
         self.assertEqual(run.stdout, "")
         self.assertEqual(run.stderr, "")
 
+    def test_prime_renders_a_chart_and_leaves_nothing_behind(self):
+        # A waiting child primed by the engine (FrameKind.prime) renders a throwaway chart, then answers with one
+        # `primed` frame (33). The execution that follows must find the child as an unprimed one: no figure open,
+        # figure numbers from 1, no new name or module, the cell counter and line cache as they were.
+        state = self.run_script("""
+            import json, linecache, os, sys
+            import matplotlib.pyplot as plt
+            runtime.warmup()  # as the zygote does before it forks: what a render imports is imported already
+            runtime.after_fork()
+            def snapshot():
+                return {"names": sorted(globals()), "figures": plt.get_fignums(), "cell": runtime._cell_count,
+                        "lines": sorted(linecache.cache), "modules": len(sys.modules)}
+            read, write = os.pipe()
+            faults = before = after = None
+            faults, before = open("/proc/self/stat").read().split()[9], snapshot()
+            runtime.prime(write)
+            after = snapshot()
+            os.close(write)
+            frames = os.read(read, 1024)
+            number = plt.figure().number
+            print(json.dumps({"before": before, "after": after, "frames": frames.hex(), "number": number,
+                              "faulted": int(open("/proc/self/stat").read().split()[9]) - int(faults)}))
+            """)
+        self.assertEqual(state["after"], state["before"])
+        self.assertEqual(bytes.fromhex(state["frames"]), struct.pack("<IBI", 5, 33, 0))
+        self.assertEqual(state["number"], 1)
+        self.assertGreater(state["faulted"], 100, "nothing was rendered")  # a chart's render touches many pages
+
+    def test_prime_without_pyplot_imports_nothing(self):
+        # A profile that does not preload matplotlib: priming must not import it into the child.
+        state = self.run_script("""
+            import json, os, sys
+            runtime.after_fork()
+            read, write = os.pipe()
+            runtime.prime(write)
+            os.close(write)
+            print(json.dumps({"pyplot": "matplotlib.pyplot" in sys.modules, "frames": os.read(read, 64).hex()}))
+            """)
+        self.assertFalse(state["pyplot"])
+        self.assertEqual(bytes.fromhex(state["frames"]), struct.pack("<IBI", 5, 33, 0))
+
     def test_none_value_and_statements_give_no_result(self):
         run = self.run_cells('print("hi")', "x = 1", "None")
         self.assertEqual([outcome["result"] for outcome in run.outcomes], [None, None, None])
