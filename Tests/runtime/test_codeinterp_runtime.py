@@ -207,10 +207,13 @@ class CellValueTests(RuntimeTestCase):
             import json, linecache, os, sys
             import matplotlib.pyplot as plt
             runtime.warmup()  # as the zygote does before it forks: what a render imports is imported already
+            if os.fork() != 0:  # the parent is the zygote here; the child, a waiting child
+                os._exit(os.waitstatus_to_exitcode(os.wait()[1]))
             runtime.after_fork()
             def snapshot():
                 return {"names": sorted(globals()), "figures": plt.get_fignums(), "cell": runtime._cell_count,
-                        "lines": sorted(linecache.cache), "modules": len(sys.modules)}
+                        "lines": sorted(linecache.cache), "modules": len(sys.modules),
+                        "descriptors": sorted(os.listdir("/proc/self/fd"))}
             read, write = os.pipe()
             faults = before = after = None
             faults, before = open("/proc/self/stat").read().split()[9], snapshot()

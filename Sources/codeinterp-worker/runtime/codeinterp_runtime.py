@@ -246,6 +246,13 @@ def prime(result_fd):
     nothing is imported that the zygote did not preload: without pyplot there is nothing to prime."""
     if "matplotlib.pyplot" in sys.modules:
         _rehearse_cell(_PRIME_CHART)
+        # The fonts it opened stay open in matplotlib's cache: closed, so the cell finds only its own descriptors
+        # (opening a font again is cheap next to the pages the render has already copied).
+        font_manager = sys.modules.get("matplotlib.font_manager")
+        clear = getattr(getattr(font_manager, "_get_font", None), "cache_clear", None)
+        if clear is not None:
+            clear()
+            gc.collect()  # an FT2Font closes its file when it is freed
     try:
         os.write(result_fd, _frame(_FRAME_PRIMED, b""))
     except OSError:
