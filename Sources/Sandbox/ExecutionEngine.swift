@@ -170,7 +170,8 @@ public final class ExecutionEngine: Sendable {
         sessionSlots = SessionSlots(slots: configuration.sessionSlotRange, maxLive: configuration.sessionSlots,
                                     maxWaiting: configuration.maxQueued)
         let box = EngineBox()
-        pool = WarmPool(target: configuration.poolTarget, logger: logger, make: { key, wait in
+        // A stateless pool's primed child: asked once the pool has had no execution for a moment (see WarmPool).
+        pool = WarmPool(target: configuration.poolTarget, primeWhenQuietFor: .milliseconds(50), logger: logger, make: { key, wait in
             try await box.engine?.spawnStateless(key, waitForSlot: wait)
         }, retire: { box.engine?.retireWorkdir($0) })
         sessionPool = WarmPool(target: configuration.spareInterpreters, logger: logger, make: { key, _ in
@@ -277,7 +278,7 @@ public final class ExecutionEngine: Sendable {
         defer {
             retireWorkdir(warm.workdir)
             warm.child.releaseDataDirectory()
-            if refillDeferred { pool.refill(key) }
+            pool.finished(key, refill: refillDeferred)
         }
         var known: [String: FileStamp] = [:]
         // The child's /mnt/data: its own tmpfs (the byte budget), or a host directory where there are no namespaces.
@@ -584,7 +585,7 @@ public final class ExecutionEngine: Sendable {
                 let key = PoolKey(profileName: session.profile, filterKey: filter.key, network: request.network && profile.network,
                                   limits: sessionLimits)
                 // Spares are made with the profile's limits: a session with memory of its own forks its interpreter.
-                if session.memoryBytes == nil, let warm = sessionPool.takeWarm(key, refill: false, forChart: WarmPool.mayDrawCharts(request.code)),
+                if session.memoryBytes == nil, let warm = sessionPool.takeWarm(key, refill: false),
                    adopt(warm, session: session.id, workdir: workdir) {
                     interpreter = SessionInterpreter(child: warm.child, slot: warm.slot)
                     spare = true

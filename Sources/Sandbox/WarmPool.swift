@@ -32,6 +32,8 @@ public struct WarmPoolStatistics: Sendable, Equatable {
     public var spawned = 0
     /// Refills that failed (no free slot, the worker refused or died).
     public var refillFailures = 0
+    /// Waiting children asked to render a throwaway chart (one at a time per pool, only while the pool is quiet).
+    public var primesAsked = 0
     /// Takes that found the pool's primed child ready (it had rendered a throwaway chart while it waited).
     public var primedTakes = 0
     /// Warm children waiting now.
@@ -59,20 +61,31 @@ final class WarmPool: Sendable {
         var keys: [String: PoolKey] = [:]
         /// Waiting children asked to prime themselves (`SandboxChild.prime`): one per pool at a time.
         var primed: Set<ObjectIdentifier> = []
+        /// Executions of each pool between `take` and `finished`: while any runs, no child is asked to prime.
+        var running: [PoolKey: Int] = [:]
+        /// Bumped by every take and finish of the pool: a priming scheduled for a quiet moment that has since ended
+        /// sees a newer value and does nothing.
+        var activity: [PoolKey: Int] = [:]
         var stats = Stats()
         var stopped = false
     }
     private let state = Mutex(State())
     let target: Int
+    /// How long a pool must have had no execution running before one of its waiting children is asked to prime;
+    /// nil: its children are never primed (spare session interpreters: a session's first cell seldom draws, and
+    /// the primed pages would stay with the session for its whole life).
+    let primeWhenQuietFor: Duration?
     private let logger: Logger
     /// Forks one child for `key` (a slot, a fresh workdir, the spawn); nil when no slot is free right now.
     private let make: @Sendable (PoolKey, _ waitForSlot: Bool) async throws -> WarmChild?
     /// Removes the /mnt/data of a child that will never run.
     private let retire: @Sendable (String) -> Void
 
-    init(target: Int, logger: Logger, make: @escaping @Sendable (PoolKey, Bool) async throws -> WarmChild?,
+    init(target: Int, primeWhenQuietFor: Duration? = nil, logger: Logger,
+         make: @escaping @Sendable (PoolKey, Bool) async throws -> WarmChild?,
          retire: @escaping @Sendable (String) -> Void) {
         self.target = target
+        self.primeWhenQuietFor = primeWhenQuietFor
         self.logger = logger
         self.make = make
         self.retire = retire
@@ -99,18 +112,40 @@ final class WarmPool: Sendable {
     ///
     /// `forChart`: the code looks like it draws (see `mayDrawCharts`), so the pool's primed child suits it best;
     /// other code takes an unprimed child first, leaving the primed one (and its second chart's CPU) for a chart.
+    ///
+    /// The execution counts as running in the pool until the caller says `finished(key, ...)`, which it must do
+    /// once it returns (not when it throws).
     func take(_ key: PoolKey, forChart: Bool = false) async throws -> (WarmChild, warm: Bool, refillDeferred: Bool) {
-        if let (found, deferred) = takeWarm(key, refill: true, deferringRefill: true, forChart: forChart) {
-            return (found, true, deferred)
+        state.withLock { s in
+            s.running[key, default: 0] += 1
+            s.activity[key, default: 0] += 1
         }
-        if let coming = await nextRefilled(key) {
-            if !coming.child.hasExited && coming.child.workerIsAlive { return (coming, true, false) }
-            discard(coming)
+        do {
+            if let (found, deferred) = takeWarm(key, refill: true, deferringRefill: true, forChart: forChart) {
+                return (found, true, deferred)
+            }
+            if let coming = await nextRefilled(key) {
+                if !coming.child.hasExited && coming.child.workerIsAlive { return (coming, true, false) }
+                discard(coming)
+            }
+            guard let child = try await make(key, true) else {
+                throw EngineError(.busy, "no sandbox slot is free")
+            }
+            return (child, false, false)
+        } catch {
+            finished(key, refill: false)
+            throw error
         }
-        guard let child = try await make(key, true) else {
-            throw EngineError(.busy, "no sandbox slot is free")
+    }
+
+    /// The execution that `take` gave a child to is answered: the pool refills now if the take left that to the
+    /// caller (`refillDeferred`), and once none of its executions runs, a waiting child may be primed.
+    func finished(_ key: PoolKey, refill refills: Bool) {
+        state.withLock { s in
+            s.running[key, default: 1] -= 1
+            s.activity[key, default: 0] += 1
         }
-        return (child, false, false)
+        if refills { refill(key) } else { primeWhenQuiet(key) }
     }
 
     /// A warm child for `key` if one is waiting (nil: the caller forks its own). The pool refills behind it,
@@ -209,7 +244,7 @@ final class WarmPool: Sendable {
             s.refilling[key, default: 0] += n
             return n
         }
-        primeOne(key)
+        primeWhenQuiet(key)
         guard wanted > 0 else { return }
         Task.detached(priority: .utility) { [self] in
             for i in 0..<wanted {
@@ -265,7 +300,7 @@ final class WarmPool: Sendable {
                             refill(key)
                         }
                     }
-                    primeOne(key)
+                    primeWhenQuiet(key)
                 case (_, let made?):
                     discard(made)
                 case (_, nil):
@@ -286,15 +321,33 @@ final class WarmPool: Sendable {
         }
     }
 
-    /// Asks one waiting child of `key` to render a throwaway chart, unless one has been asked already: the pages
-    /// of one chart (~13 MB) for the pool, not for each child. Called when the pool refills: after an execution
-    /// whose child's replacement waited for its end, so the priming does not take a core from it either.
-    private func primeOne(_ key: PoolKey) {
+    /// Asks one waiting child of `key` to render a throwaway chart once the pool has been quiet (no execution of
+    /// it running) for `primeWhenQuietFor`, unless one has been asked already: the pages of one chart (~13 MB) for
+    /// the pool, not for each child. The render takes a core for about a chart's time, so it waits for a pause:
+    /// back-to-back traffic never has one and is not slowed by it; a chat backend's executions, with a model call
+    /// between two of them, find the child primed.
+    private func primeWhenQuiet(_ key: PoolKey) {
+        guard let quiet = primeWhenQuietFor else { return }
+        let seen = state.withLock { s -> Int? in
+            guard !s.stopped, (s.running[key] ?? 0) == 0, s.idle[key]?.isEmpty == false,
+                  !(s.idle[key] ?? []).contains(where: { s.primed.contains(ObjectIdentifier($0.child)) }) else { return nil }
+            return s.activity[key] ?? 0
+        }
+        guard let seen else { return }
+        Task.detached(priority: .utility) { [self] in
+            try? await Task.sleep(for: quiet)
+            primeOne(key, ifActivityIs: seen)
+        }
+    }
+
+    /// Asks one waiting child of `key` to prime, if the pool has seen no take or finish since `activity` was read.
+    private func primeOne(_ key: PoolKey, ifActivityIs activity: Int) {
         state.withLock { s in
-            guard !s.stopped, let list = s.idle[key],
+            guard !s.stopped, (s.activity[key] ?? 0) == activity, (s.running[key] ?? 0) == 0, let list = s.idle[key],
                   !list.contains(where: { s.primed.contains(ObjectIdentifier($0.child)) }),
                   let w = list.last(where: { !$0.child.hasExited }) else { return }
             s.primed.insert(ObjectIdentifier(w.child))
+            s.stats.primesAsked += 1
             // Under the lock, so no take can hand the child a cell before this frame is on its pipe.
             w.child.prime()
         }

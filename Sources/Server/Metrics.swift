@@ -117,6 +117,9 @@ final class ServerMetrics: Sendable {
                    "Refills that could not fork a child (no free slot, the worker refused or died).", p.refillFailures)
             single("codeinterp_warm_pool_primed_children", "gauge",
                    "Waiting children that have rendered a throwaway chart, for the next execution that draws one.", p.primedIdle)
+            single("codeinterp_warm_pool_primes_total", "counter",
+                   "Waiting children asked to render a throwaway chart (only once the pool has had no execution for a moment).",
+                   p.primesAsked)
             single("codeinterp_warm_pool_primed_takes_total", "counter",
                    "Stateless executions that took a primed child.", p.primedTakes)
         }

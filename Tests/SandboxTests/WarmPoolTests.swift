@@ -144,6 +144,26 @@ struct WarmPoolTests {
 
         // Once the chart is answered, another waiting child is primed for the next one.
         #expect(try await eventually { engine.pool.stats.primedIdle == 1 }, "\(engine.pool.stats)")
+
+        // While executions run, no child is asked to prime (the render would take a core from them): a long one
+        // takes an unprimed child, a chart the primed one, the last waiting; the refill forks at once, and the
+        // child it keeps waits unprimed until both are over (cancelled here: they would run for a minute).
+        let asked = engine.pool.stats.primesAsked
+        let long = Task { try await engine.execute(ExecutionRequest(code: "import time\ntime.sleep(60)")) }
+        #expect(try await eventually { engine.pool.stats.idle == 1 }, "\(engine.pool.stats)")
+        let drawing = Task { try await engine.execute(ExecutionRequest(code: "import time, matplotlib.pyplot as plt\nplt.plot([1, 2])\ntime.sleep(60)")) }
+        #expect(try await eventually { engine.pool.stats.primedTakes == 2 }, "\(engine.pool.stats)")
+        #expect(try await eventually { engine.pool.stats.idle >= 1 }, "the refill kept no child: \(engine.pool.stats)")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(engine.pool.stats.primesAsked == asked, "a child was primed while executions ran: \(engine.pool.stats)")
+        long.cancel()
+        drawing.cancel()
+        _ = (await long.result, await drawing.result)
+        #expect(try await eventually { engine.pool.stats.primedIdle == 1 }, "primed once quiet: \(engine.pool.stats)")
+        #expect(engine.pool.stats.primesAsked == asked + 1)
+
+        // Spare session interpreters are never primed: the pages would stay with the session all its life.
+        #expect(engine.sessionPool.stats.idle >= 1 && engine.sessionPool.stats.primesAsked == 0, "\(engine.sessionPool.stats)")
     }
 
     @Test func thePoolRefillsAfterABurstLargerThanItself() async throws {

@@ -5,7 +5,8 @@
 Cases: print(1) and the chart (bench-cases/chart.py), stateless, and (codeinterp only) in a session: each
 client thread has its own session and runs its requests in it, as a chat backend with one session per
 conversation does. Prints one JSON line per (case, concurrency), with the medians of the stages each result's
-`usage` reports (codeinterp only) and how many executions found no warm child waiting.
+`usage` reports (codeinterp only), how many executions found no warm child waiting and how many took the pool's
+primed child (from /metrics).
 """
 import http.client
 import json
@@ -31,6 +32,21 @@ def post(conn, key, path, body):
     if not 200 <= response.status < 300:
         raise RuntimeError(f"{path}: HTTP {response.status}: {payload[:300]!r}")
     return json.loads(payload)
+
+
+def primed_takes(url, key, naive):
+    """codeinterp's count of stateless executions that took a primed child (None for the naive server)."""
+    if naive:
+        return None
+    conn = connection(url)
+    try:
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {key}"})
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.startswith("codeinterp_warm_pool_primed_takes_total "):
+                return int(float(line.split()[1]))
+    finally:
+        conn.close()
+    return None
 
 
 def percentile(values, p):
@@ -105,12 +121,18 @@ def main():
                   ("chart-session", chart, True, None)]
     # "-spaced": one client, one request every SPACING seconds, as a chat backend sends them (a model call between
     # two executions): what a user waits for when the pool is not being drained back to back.
-    spaced = [("print1-spaced", "print(1)", False, None)] + ([] if naive else [("print1-session-spaced", "print(1)", True, None)])
+    # The chart spaced too: between two charts the pool is quiet and primes a child (a throwaway render, see
+    # WarmPool), which back-to-back traffic never lets it do.
+    spaced = [("print1-spaced", "print(1)", False, None)]
+    if not naive:
+        spaced += [("print1-session-spaced", "print(1)", True, None), ("chart-spaced", chart, False, None)]
     for name, code, session, setup in cases + spaced:
         gap = SPACING if name.endswith("-spaced") else 0
         for concurrency in ([1] if gap else levels):
             total = max(per_level, 2 * concurrency)
+            primed_before = primed_takes(url, key, naive)
             latencies, errors, wall, stages, cold = run_level(url, key, code, concurrency, total, session, setup, gap)
+            primed_after = primed_takes(url, key, naive)
             row = {"server": label, "case": name, "concurrency": concurrency, "requests": len(latencies),
                    "errors": len(errors), "first_error": errors[0] if errors else None}
             if latencies:
@@ -123,6 +145,8 @@ def main():
                         for stage, values in stages.items() if values})
             if cold:
                 row["cold_starts"] = sum(cold)
+            if primed_before is not None and primed_after is not None and not session:
+                row["primed_takes"] = primed_after - primed_before  # the warm-up request's included
             print(json.dumps(row), flush=True)
 
 
