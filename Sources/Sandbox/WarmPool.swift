@@ -150,8 +150,8 @@ final class WarmPool: Sendable {
 
     /// A warm child for `key` if one is waiting (nil: the caller forks its own). The pool refills behind it,
     /// unless the caller will (once the slot the refill needs is free).
-    func takeWarm(_ key: PoolKey, refill refills: Bool = true, forChart: Bool = false) -> WarmChild? {
-        takeWarm(key, refill: refills, deferringRefill: false, forChart: forChart)?.0
+    func takeWarm(_ key: PoolKey, refill refills: Bool = true) -> WarmChild? {
+        takeWarm(key, refill: refills, deferringRefill: false, forChart: false)?.0
     }
 
     /// Whether `code` looks like it draws a chart: then a primed child renders it without copying the zygote's
