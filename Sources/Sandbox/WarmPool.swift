@@ -68,6 +68,11 @@ final class WarmPool: Sendable {
         var activity: [PoolKey: Int] = [:]
         var stats = Stats()
         var stopped = false
+
+        /// Whether `w` has been asked to prime.
+        func asked(_ w: WarmChild) -> Bool { primed.contains(ObjectIdentifier(w.child)) }
+        /// Whether one of the waiting children of `key` has been asked (one per pool at a time).
+        func hasAsked(_ key: PoolKey) -> Bool { idle[key]?.contains(where: asked) ?? false }
     }
     private let state = Mutex(State())
     let target: Int
@@ -96,7 +101,7 @@ final class WarmPool: Sendable {
             var st = s.stats
             let idle = s.idle.values.joined()
             st.idle = idle.count
-            st.primedIdle = idle.filter { s.primed.contains(ObjectIdentifier($0.child)) && $0.child.isPrimed }.count
+            st.primedIdle = idle.filter { s.asked($0) && $0.child.isPrimed }.count
             return st
         }
     }
@@ -175,11 +180,9 @@ final class WarmPool: Sendable {
                 if !w.child.hasExited && w.child.workerIsAlive { live.append(w) } else { stale.append(w) }
             }
             for w in stale { s.primed.remove(ObjectIdentifier(w.child)) }
-            let primed = s.primed
-            let asked = { (w: WarmChild) in primed.contains(ObjectIdentifier(w.child)) }
             // The newest first; a chart prefers the primed child, other code any other; one still priming last.
-            let ready = live.lastIndex { asked($0) && $0.child.isPrimed }
-            let unasked = live.lastIndex { !asked($0) }
+            let ready = live.lastIndex { s.asked($0) && $0.child.isPrimed }
+            let unasked = live.lastIndex { !s.asked($0) }
             guard let i = (forChart ? ready ?? unasked : unasked ?? ready) ?? live.indices.last else {
                 s.idle[key] = live
                 s.stats.misses += 1
@@ -329,8 +332,7 @@ final class WarmPool: Sendable {
     private func primeWhenQuiet(_ key: PoolKey) {
         guard let quiet = primeWhenQuietFor else { return }
         let seen = state.withLock { s -> Int? in
-            guard !s.stopped, (s.running[key] ?? 0) == 0, s.idle[key]?.isEmpty == false,
-                  !(s.idle[key] ?? []).contains(where: { s.primed.contains(ObjectIdentifier($0.child)) }) else { return nil }
+            guard !s.stopped, (s.running[key] ?? 0) == 0, s.idle[key]?.isEmpty == false, !s.hasAsked(key) else { return nil }
             return s.activity[key] ?? 0
         }
         guard let seen else { return }
@@ -343,9 +345,8 @@ final class WarmPool: Sendable {
     /// Asks one waiting child of `key` to prime, if the pool has seen no take or finish since `activity` was read.
     private func primeOne(_ key: PoolKey, ifActivityIs activity: Int) {
         state.withLock { s in
-            guard !s.stopped, (s.activity[key] ?? 0) == activity, (s.running[key] ?? 0) == 0, let list = s.idle[key],
-                  !list.contains(where: { s.primed.contains(ObjectIdentifier($0.child)) }),
-                  let w = list.last(where: { !$0.child.hasExited }) else { return }
+            guard !s.stopped, (s.activity[key] ?? 0) == activity, (s.running[key] ?? 0) == 0, !s.hasAsked(key),
+                  let w = s.idle[key]?.last(where: { !$0.child.hasExited }) else { return }
             s.primed.insert(ObjectIdentifier(w.child))
             s.stats.primesAsked += 1
             // Under the lock, so no take can hand the child a cell before this frame is on its pipe.

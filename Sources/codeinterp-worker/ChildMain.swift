@@ -39,10 +39,13 @@ extension Zygote {
         var commands = FrameDecoder(maxPayload: Int(UInt32.max))
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            guard let next = nextCommand(&commands, from: command, buffer: &buffer) else { _exit(0) }
-            guard case .cell(let cell) = next else {
+            let cell: CellCommand
+            switch nextCommand(&commands, from: command, buffer: &buffer) {
+            case nil: _exit(0)
+            case .prime?:
                 python.prime(resultFd: result)
                 continue
+            case .cell(let next)?: cell = next
             }
             let memory = cell.memoryBytes
             if memory > 0 {

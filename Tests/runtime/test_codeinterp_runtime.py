@@ -215,7 +215,7 @@ class CellValueTests(RuntimeTestCase):
                         "lines": sorted(linecache.cache), "modules": len(sys.modules),
                         "descriptors": sorted(os.listdir("/proc/self/fd"))}
             read, write = os.pipe()
-            faults = before = after = None
+            faults = before = after = None  # bound before the first snapshot, so both list the same names
             faults, before = open("/proc/self/stat").read().split()[9], snapshot()
             runtime.prime(write)
             after = snapshot()
